@@ -1,0 +1,1 @@
+"""The dynamic side of lockgate: database, git, HTTP and Kubernetes."""

@@ -1,0 +1,5 @@
+import sys
+
+from lockgate.controller.cli import main
+
+sys.exit(main())

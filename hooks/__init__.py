@@ -1,0 +1,1 @@
+"""The static side of lockgate: reads migration files, needs no database."""

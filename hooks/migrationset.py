@@ -1,0 +1,157 @@
+"""Discover `<version>_<name>.{up,down,validate}.sql` triples and order them by version."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lockgate.hooks.errors import InputError, Problem
+from lockgate.hooks.sqlmodel import SqlFile, parse_sql
+
+KINDS = ("up", "down", "validate")
+FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[a-z0-9][a-z0-9_]*)\.(?P<kind>up|down|validate)\.sql$")
+NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+SUM_FILE = "lockgate.sum"
+
+
+@dataclass(slots=True, eq=False)
+class MigrationFile:
+    path: Path
+    text: str
+    _parsed: SqlFile | None = None
+
+    @property
+    def sql(self) -> SqlFile:
+        """The parsed file; parsing happens on first use."""
+        if self._parsed is None:
+            self._parsed = parse_sql(self.path, self.text)
+        return self._parsed
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+
+@dataclass(slots=True, eq=False)
+class Migration:
+    version: str
+    name: str
+    files: dict[str, MigrationFile] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return f"{self.version}_{self.name}"
+
+    @property
+    def up(self) -> MigrationFile:
+        return self.files["up"]
+
+    @property
+    def down(self) -> MigrationFile:
+        return self.files["down"]
+
+    @property
+    def validate(self) -> MigrationFile:
+        return self.files["validate"]
+
+    @property
+    def description(self) -> str:
+        return self.up.sql.header.get("Description", "")
+
+
+@dataclass(slots=True)
+class MigrationSet:
+    directory: Path
+    migrations: list[Migration]
+
+    def by_version(self) -> dict[str, Migration]:
+        return {m.version: m for m in self.migrations}
+
+    def files(self) -> list[MigrationFile]:
+        return [m.files[k] for m in self.migrations for k in KINDS if k in m.files]
+
+
+def decode(path: Path, data: bytes) -> str:
+    """UTF-8 text, or an InputError at the line of the first byte that is not."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise InputError.at(path, line, column, f"not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
+
+
+def version_sort_key(version: str) -> tuple[int, str]:
+    return int(version), version
+
+
+def load(directory: Path, *, require_triples: bool = True) -> MigrationSet:
+    """Read every migration under `directory`; all structural problems are raised together.
+
+    SQL is parsed lazily (`MigrationFile.sql`), so callers that only need names or checksums
+    pay nothing for parsing.
+    """
+    if not directory.is_dir():
+        raise InputError.at(directory, 1, 1, "migrations directory not found")
+    problems: list[Problem] = []
+    by_version: dict[str, Migration] = {}
+    for path in sorted(directory.iterdir()):
+        if path.is_dir() or path.name == SUM_FILE or path.name.startswith("."):
+            continue
+        if path.suffix != ".sql":
+            continue
+        m = FILE_NAME.match(path.name)
+        if not m:
+            problems.append(Problem(
+                path, 1, 1,
+                "bad migration file name: expected <digits>_<lowercase_name>.(up|down|validate).sql",
+            ))
+            continue
+        try:
+            text = decode(path, path.read_bytes())
+        except InputError as exc:
+            problems.extend(exc.problems)
+            continue
+        version, name, kind = m["version"], m["name"], m["kind"]
+        migration = by_version.setdefault(version, Migration(version, name))
+        if migration.name != name:
+            problems.append(Problem(
+                path, 1, 1, f"duplicate version {version}: also used by {migration.id}",
+            ))
+            continue
+        migration.files[kind] = MigrationFile(path, text)
+    migrations = sorted(by_version.values(), key=lambda mig: version_sort_key(mig.version))
+    if require_triples:
+        for migration in migrations:
+            present = next(iter(migration.files.values())).path
+            for kind in KINDS:
+                if kind not in migration.files:
+                    problems.append(Problem(
+                        present, 1, 1,
+                        f"{migration.id} has no {kind} file ({migration.id}.{kind}.sql)",
+                    ))
+    seen_numbers: dict[int, str] = {}
+    for migration in migrations:
+        other = seen_numbers.setdefault(int(migration.version), migration.version)
+        if other != migration.version:
+            problems.append(Problem(
+                next(iter(migration.files.values())).path, 1, 1,
+                f"version {migration.version} is the same number as {other}",
+            ))
+    if problems:
+        raise InputError(problems)
+    return MigrationSet(directory, migrations)
+
+
+def parse_all(migration_set: MigrationSet) -> None:
+    """Parse every file, raising all syntax and directive errors together."""
+    problems: list[Problem] = []
+    for f in migration_set.files():
+        try:
+            f.sql  # noqa: B018 - parsing is the point
+        except InputError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise InputError(problems)

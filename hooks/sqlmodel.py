@@ -1,0 +1,326 @@
+"""A migration file as PostgreSQL's own parser sees it.
+
+Statements are kept as libpg_query's JSON parse tree (plain dicts): building pglast's Python
+node objects costs far more than the parse itself, and the rules only read the tree. Every
+statement carries an absolute line and column, also those found inside PL/pgSQL bodies of
+DO blocks and functions, and the directives written on the comment lines right above it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from bisect import bisect_right
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pglast import parser
+
+from lockgate.hooks.directives import (
+    Batch,
+    Directive,
+    Ignore,
+    NoTransaction,
+    read_header,
+    scan_directives,
+)
+from lockgate.hooks.errors import InputError
+
+Node = dict[str, Any]
+
+# PL/pgSQL statements that matter to the rules besides embedded SQL.
+_PLPGSQL_KINDS = {
+    "PLpgSQL_stmt_commit",
+    "PLpgSQL_stmt_rollback",
+    "PLpgSQL_stmt_dynexecute",
+    "PLpgSQL_stmt_dynfors",
+    "PLpgSQL_stmt_call",
+}
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Statement:
+    """One statement: a top-level one, or one inside a DO block or function body."""
+
+    kind: str  # parse-tree node name, e.g. "AlterTableStmt" or "PLpgSQL_stmt_commit"
+    node: Node  # the node's fields as libpg_query gives them
+    text: str
+    line: int
+    column: int
+    end_line: int
+    directives: tuple[Directive, ...] = ()
+    parent: Statement | None = None  # the DO/CREATE FUNCTION whose body holds this one
+
+    @property
+    def batch(self) -> Batch | None:
+        return next((d for d in self.directives if isinstance(d, Batch)), None)
+
+    @property
+    def ignored_rules(self) -> frozenset[str]:
+        return frozenset(r for d in self.directives if isinstance(d, Ignore) for r in d.rules)
+
+
+@dataclass(slots=True, eq=False)
+class SqlFile:
+    """A parsed SQL file: top-level statements, PL/pgSQL-nested ones, directives, header."""
+
+    path: Path
+    text: str
+    statements: list[Statement]
+    nested: list[Statement]
+    directives: dict[int, Directive]
+    header: dict[str, str]
+    _order: list[Statement] = field(default_factory=list)
+
+    def walk(self) -> Iterator[Statement]:
+        """Every statement in source order, nested ones right after their parent."""
+        if not self._order:
+            children: dict[int, list[Statement]] = {}
+            for child in self.nested:
+                assert child.parent is not None
+                children.setdefault(id(child.parent), []).append(child)
+            for stmt in self.statements:
+                self._order.append(stmt)
+                self._order.extend(children.get(id(stmt), ()))
+        return iter(self._order)
+
+    @property
+    def no_transaction(self) -> bool:
+        return any(isinstance(d, NoTransaction) for d in self.directives.values())
+
+    @property
+    def ignored_rules(self) -> frozenset[str]:
+        return frozenset(
+            r for d in self.directives.values() if isinstance(d, Ignore) and d.whole_file for r in d.rules
+        )
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.statements
+
+
+class _Positions:
+    """Turns byte or character offsets into 1-based line and column."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.data = text.encode()
+        self.byte_starts = [0] + [m.end() for m in re.finditer(b"\n", self.data)]
+        self.char_starts = [0] + [m.end() for m in re.finditer("\n", text)]
+
+    def from_byte(self, offset: int) -> tuple[int, int]:
+        line = bisect_right(self.byte_starts, offset)
+        start = self.byte_starts[line - 1]
+        return line, len(self.data[start:offset].decode(errors="replace")) + 1
+
+    def from_char(self, offset: int) -> tuple[int, int]:
+        line = bisect_right(self.char_starts, offset)
+        return line, offset - self.char_starts[line - 1] + 1
+
+    def line_text(self, line: int) -> str:
+        start = self.char_starts[line - 1]
+        end = self.char_starts[line] if line < len(self.char_starts) else len(self.text)
+        return self.text[start:end]
+
+
+def _attached(directives: dict[int, Directive], lines: list[str], first_line: int) -> tuple[Directive, ...]:
+    """Directives on the run of comment lines directly above `first_line`."""
+    found: list[Directive] = []
+    n = first_line - 1
+    while n >= 1 and lines[n - 1].lstrip().startswith("--"):
+        directive = directives.get(n)
+        if directive is not None and not (isinstance(directive, Ignore) and directive.whole_file):
+            if not isinstance(directive, NoTransaction):
+                found.append(directive)
+        n -= 1
+    found.reverse()
+    return tuple(found)
+
+
+def _plpgsql_body(kind: str, node: Node) -> str | None:
+    """The PL/pgSQL source of a DO block or function, or None for other languages."""
+    if kind == "DoStmt":
+        options = node.get("args", [])
+    elif kind == "CreateFunctionStmt":
+        options = node.get("options", [])
+    else:
+        return None
+    language, body = "plpgsql", None
+    for item in options:
+        elem = item.get("DefElem", {})
+        arg = elem.get("arg", {})
+        if elem.get("defname") == "language":
+            language = arg.get("String", {}).get("sval", "").lower()
+        elif elem.get("defname") == "as":
+            if "String" in arg:
+                body = arg["String"].get("sval")
+            elif "List" in arg:
+                items = arg["List"].get("items", [])
+                body = items[0].get("String", {}).get("sval") if items else None
+    return body if language == "plpgsql" else None
+
+
+def _walk_plpgsql(tree: Any) -> Iterator[tuple[str, Node]]:
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            if key.startswith("PLpgSQL_stmt_") and isinstance(value, dict):
+                yield key, value
+            yield from _walk_plpgsql(value)
+    elif isinstance(tree, list):
+        for item in tree:
+            yield from _walk_plpgsql(item)
+
+
+class _Parser:
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.text = text
+        self.pos = _Positions(text)
+        self.lines = text.split("\n")
+        self.directives = scan_directives(self.lines, path)
+
+    def error(self, line: int, column: int, message: str) -> InputError:
+        return InputError.at(self.path, line, column, message)
+
+    def parse(self) -> SqlFile:
+        try:
+            tree = json.loads(parser.parse_sql_json(self.text))
+        except parser.ParseError as exc:
+            message, offset = exc.args[0], exc.args[1] if len(exc.args) > 1 else None
+            line, column = self.pos.from_char(offset) if isinstance(offset, int) else (1, 1)
+            if self.pos.line_text(line).lstrip().startswith("\\"):
+                message = "psql meta-commands are not SQL; lockgate runs plain SQL only"
+            raise self.error(line, column, message) from None
+        statements: list[Statement] = []
+        nested: list[Statement] = []
+        for raw in tree.get("stmts", []):
+            stmt = self.top_level(raw)
+            statements.append(stmt)
+            nested.extend(self.inside(stmt))
+        return SqlFile(
+            path=self.path,
+            text=self.text,
+            statements=statements,
+            nested=nested,
+            directives=self.directives,
+            header=read_header(self.lines),
+        )
+
+    def top_level(self, raw: Node) -> Statement:
+        (kind, node), = raw["stmt"].items()
+        start = raw.get("stmt_location", 0)
+        length = raw.get("stmt_len") or len(self.pos.data) - start
+        text = self.pos.data[start : start + length].decode().strip()
+        line, column = self.pos.from_byte(start)
+        end_line, _ = self.pos.from_byte(start + length)
+        return Statement(
+            kind=kind,
+            node=node,
+            text=text,
+            line=line,
+            column=column,
+            end_line=end_line,
+            directives=_attached(self.directives, self.lines, line),
+        )
+
+    def inside(self, stmt: Statement) -> list[Statement]:
+        body = _plpgsql_body(stmt.kind, stmt.node)
+        if body is None:
+            return []
+        stmt_start = self.pos.char_starts[stmt.line - 1] + stmt.column - 1
+        body_at = self.text.find(body, stmt_start)
+        body_line = self.pos.from_char(body_at)[0] if body_at >= 0 else stmt.line
+        if stmt.kind == "DoStmt":
+            tag = "$lockgate$"
+            source = f"CREATE FUNCTION lockgate_do() RETURNS void LANGUAGE plpgsql AS {tag}{body}{tag}"
+        else:
+            source = stmt.text
+        try:
+            tree = json.loads(parser.parse_plpgsql_json(source))
+        except parser.ParseError as exc:
+            raise self.error(*self.locate_in_body(exc.args[0], body, body_line, stmt), f"PL/pgSQL: {exc.args[0]}") from None
+        found: list[Statement] = []
+        for kind, node in _walk_plpgsql(tree):
+            line = body_line + max(node.get("lineno", 1), 1) - 1
+            if kind == "PLpgSQL_stmt_execsql":
+                query = node.get("sqlstmt", {}).get("PLpgSQL_expr", {}).get("query", "")
+                found.extend(self.embedded(query, line, stmt))
+            elif kind in _PLPGSQL_KINDS:
+                found.append(self.nested_stmt(kind, node, self.pos.line_text(line).strip(), line, stmt))
+        return found
+
+    def embedded(self, query: str, line: int, parent: Statement) -> list[Statement]:
+        try:
+            tree = json.loads(parser.parse_sql_json(query))
+        except parser.ParseError:
+            return []  # PL/pgSQL variables can make embedded SQL unparsable on its own
+        return [
+            self.nested_stmt(kind, node, query, line, parent)
+            for raw in tree.get("stmts", [])
+            for kind, node in raw["stmt"].items()
+        ]
+
+    def nested_stmt(self, kind: str, node: Node, text: str, line: int, parent: Statement) -> Statement:
+        line = min(line, len(self.lines))
+        line_text = self.pos.line_text(line)
+        probe = text.split()[0] if text.split() else ""
+        at = line_text.find(probe) if probe else -1
+        column = at + 1 if at >= 0 else len(line_text) - len(line_text.lstrip()) + 1
+        return Statement(
+            kind=kind,
+            node=node,
+            text=text,
+            line=line,
+            column=column,
+            end_line=line + text.count("\n"),
+            directives=_attached(self.directives, self.lines, line),
+            parent=parent,
+        )
+
+    def locate_in_body(self, message: str, body: str, body_line: int, stmt: Statement) -> tuple[int, int]:
+        near = re.search(r'at or near "([^"]+)"', message)
+        if near:
+            at = body.find(near[1])
+            if at >= 0:
+                line = body_line + body[:at].count("\n")
+                return line, self.pos.line_text(line).find(near[1]) + 1
+        return stmt.line, stmt.column
+
+
+def parse_sql(path: Path, text: str) -> SqlFile:
+    """Parse one file's text; bad SQL or a bad directive raises InputError at its line."""
+    return _Parser(path, text).parse()
+
+
+def walk_nodes(tree: Any, kind: str) -> Iterator[Node]:
+    """Every node of `kind` anywhere below `tree`."""
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            if key == kind and isinstance(value, dict):
+                yield value
+            yield from walk_nodes(value, kind)
+    elif isinstance(tree, list):
+        for item in tree:
+            yield from walk_nodes(item, kind)
+
+
+@dataclass(frozen=True, slots=True)
+class Relation:
+    schema: str | None
+    name: str
+
+    @classmethod
+    def of(cls, range_var: Node) -> Relation:
+        return cls(range_var.get("schemaname"), range_var.get("relname", ""))
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.name}" if self.schema else self.name
+
+
+def qualified_names(items: list[Node]) -> list[str]:
+    """`[{"String": {"sval": "a"}}, …]` → `["a", …]`."""
+    return [i["String"]["sval"] for i in items if "String" in i]
+
+
