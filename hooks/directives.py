@@ -71,12 +71,12 @@ def _batch(args: str, path: Path, line: int) -> Batch:
         if not values["size"].isdigit() or int(values["size"]) < 1:
             raise InputError.at(path, line, 1, f"batch size={values['size']!r} must be a positive integer")
         size = int(values["size"])
-    key = values.get("key")
-    if key is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", key):
-        raise InputError.at(path, line, 1, f"batch key={key!r} must be a column name")
+    column = values.get("key")
+    if column is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", column):
+        raise InputError.at(path, line, 1, f"batch key={column!r} must be a column name")
     pause = seconds(values["pause"], path=path, line=line, key="pause") if "pause" in values else 0.0
     target = seconds(values["target"], path=path, line=line, key="target") if "target" in values else None
-    return Batch(line=line, size=size, key=key, pause_s=pause, target_s=target)
+    return Batch(line=line, size=size, key=column, pause_s=pause, target_s=target)
 
 
 def _ignore(args: str, path: Path, line: int, whole_file: bool) -> Ignore:

@@ -131,9 +131,9 @@ def _attached(directives: dict[int, Directive], lines: list[str], first_line: in
     n = first_line - 1
     while n >= 1 and lines[n - 1].lstrip().startswith("--"):
         directive = directives.get(n)
-        if directive is not None and not (isinstance(directive, Ignore) and directive.whole_file):
-            if not isinstance(directive, NoTransaction):
-                found.append(directive)
+        file_level = isinstance(directive, NoTransaction) or (isinstance(directive, Ignore) and directive.whole_file)
+        if directive is not None and not file_level:
+            found.append(directive)
         n -= 1
     found.reverse()
     return tuple(found)
@@ -240,7 +240,8 @@ class _Parser:
         try:
             tree = json.loads(parser.parse_plpgsql_json(source))
         except parser.ParseError as exc:
-            raise self.error(*self.locate_in_body(exc.args[0], body, body_line, stmt), f"PL/pgSQL: {exc.args[0]}") from None
+            line, column = self.locate_in_body(exc.args[0], body, body_line, stmt)
+            raise self.error(line, column, f"PL/pgSQL: {exc.args[0]}") from None
         found: list[Statement] = []
         for kind, node in _walk_plpgsql(tree):
             line = body_line + max(node.get("lineno", 1), 1) - 1

@@ -87,7 +87,7 @@ def verify(migration_set: MigrationSet) -> list[SumProblem]:
     if not problems and recorded_names != actual_names:
         problems.append(SumProblem(path, 2, "migrations were reordered"))
     if not problems:
-        first = next(i for i, (a, r) in enumerate(zip(actual, recorded)) if a != r)
+        first = next(i for i, (a, r) in enumerate(zip(actual, recorded, strict=False)) if a != r)
         name = actual_names[first]
         problems.append(SumProblem(migration_set.directory / name, 1, f"{name} was edited after `lockgate hash`"))
     return problems

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lockgate.controller.commands.common import add_dir, add_pg_version
+from lockgate.hooks.lint import lint_paths
+from lockgate.hooks.report import FORMATS
+from lockgate.hooks.settings import lint_settings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="*", type=Path, help="SQL files (default: every file under --dir)")
+    add_dir(parser)
+    add_pg_version(parser)
+    parser.add_argument("--format", choices=sorted(FORMATS), default="text", help="output format")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = lint_settings(dir=args.dir, pg_version=args.pg_version)
+    files = [f for f in args.files if f.suffix == ".sql"] if args.files else sorted(settings.dir.glob("*.sql"))
+    result = lint_paths(files, pg_version=settings.target_pg_version)
+    output = FORMATS[args.format](result.findings)
+    if output:
+        print(output)
+    if result.bad_input:
+        return 2
+    return 1 if result.findings else 0

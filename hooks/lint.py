@@ -1,0 +1,156 @@
+"""Run the rules over migration files and collect findings.
+
+Up files are linted from an empty context; a down file inherits what its up created, so a
+rollback that drops the up's own objects is not called destructive.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+import re
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from lockgate.hooks import rules as rules_package
+from lockgate.hooks.errors import InputError
+from lockgate.hooks.migrationset import decode
+from lockgate.hooks.rules.base import Finding, Hit, Rule, Severity
+from lockgate.hooks.rules.context import Context
+from lockgate.hooks.sqlmodel import SqlFile, parse_sql
+from lockgate.hooks.txmode import runs_in_transaction
+
+SYNTAX_RULE = ("LG000", "syntax-error")
+_KIND = re.compile(r"\.(up|down|validate)\.sql$")
+# Below this many files a process pool costs more than it saves.
+_PARALLEL_FROM = 48
+
+
+@cache
+def all_rules() -> tuple[Rule, ...]:
+    """Every rule, from every module of the rules package, ordered by code."""
+    for info in pkgutil.iter_modules(rules_package.__path__):
+        if info.name not in ("base", "context"):
+            importlib.import_module(f"{rules_package.__name__}.{info.name}")
+    found: list[type[Rule]] = []
+    pending = list(Rule.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if "code" in cls.__dict__:
+            found.append(cls)
+    codes = [c.code for c in found]
+    duplicates = {c for c in codes if codes.count(c) > 1}
+    assert not duplicates, f"rule codes used twice: {duplicates}"
+    return tuple(cls() for cls in sorted(found, key=lambda c: c.code))
+
+
+@cache
+def _dispatch() -> dict[str, tuple[Rule, ...]]:
+    table: dict[str, list[Rule]] = {}
+    for rule in all_rules():
+        for kind in rule.kinds:
+            table.setdefault(kind, []).append(rule)
+    return {k: tuple(v) for k, v in table.items()}
+
+
+def file_kind(path: Path) -> str:
+    m = _KIND.search(path.name)
+    return m[1] if m else "up"
+
+
+def lint_sql(
+    sql: SqlFile, *, pg_version: int, kind: str = "up", inherited: Context | None = None
+) -> tuple[list[Finding], Context]:
+    """Findings for one parsed file, and the context it leaves (for its down file)."""
+    ctx = Context(path=sql.path, pg_version=pg_version, file_kind=kind,
+                  transactional=runs_in_transaction(sql, pg_version))
+    if inherited is not None:
+        ctx.new_relations |= inherited.new_relations
+        ctx.new_indexes |= inherited.new_indexes
+        ctx.new_types |= inherited.new_types
+        ctx.new_columns |= inherited.new_columns
+    dispatch = _dispatch()
+    file_ignored = sql.ignored_rules
+    findings: list[Finding] = []
+    for stmt in sql.walk():
+        ignored = file_ignored | stmt.ignored_rules
+        if stmt.parent is not None:
+            ignored |= stmt.parent.ignored_rules
+        for rule in dispatch.get(stmt.kind, ()):
+            if kind not in rule.file_kinds or rule.code in ignored or rule.name in ignored:
+                continue
+            for hit in rule.check(stmt, ctx):
+                hit = Hit(hit) if isinstance(hit, str) else hit
+                findings.append(Finding(
+                    sql.path, hit.line or stmt.line, hit.column or stmt.column,
+                    rule.code, rule.name, rule.severity, hit.message,
+                ))
+        ctx.observe(stmt)
+    return findings, ctx
+
+
+def _syntax_finding(exc: InputError) -> list[Finding]:
+    return [
+        Finding(p.path, p.line, p.column, SYNTAX_RULE[0], SYNTAX_RULE[1], Severity.ERROR, p.message)
+        for p in exc.problems
+    ]
+
+
+def _read(path: Path) -> SqlFile:
+    return parse_sql(path, decode(path, path.read_bytes()))
+
+
+def _lint_group(group: tuple[Path, ...], pg_version: int) -> list[Finding]:
+    """Lint the files of one migration together: the up first, so its down inherits."""
+    findings: list[Finding] = []
+    ordered = sorted(group, key=lambda p: ("up", "down", "validate").index(file_kind(p)))
+    inherited: Context | None = None
+    for path in ordered:
+        kind = file_kind(path)
+        if kind == "down" and inherited is None:
+            up = path.with_name(_KIND.sub(".up.sql", path.name))
+            if up.exists():
+                try:
+                    inherited = lint_sql(_read(up), pg_version=pg_version)[1]
+                except InputError:
+                    inherited = None
+        try:
+            sql = _read(path)
+        except InputError as exc:
+            findings.extend(_syntax_finding(exc))
+            continue
+        found, ctx = lint_sql(sql, pg_version=pg_version, kind=kind, inherited=inherited)
+        findings.extend(found)
+        if kind == "up":
+            inherited = ctx
+    return findings
+
+
+def _groups(paths: Iterable[Path]) -> list[tuple[Path, ...]]:
+    by_migration: dict[Path, list[Path]] = {}
+    for path in paths:
+        stem = path.with_name(_KIND.sub("", path.name))
+        by_migration.setdefault(stem, []).append(path)
+    return [tuple(v) for _, v in sorted(by_migration.items())]
+
+
+@dataclass(frozen=True, slots=True)
+class LintResult:
+    findings: list[Finding]
+    bad_input: bool  # a file did not parse or decode
+
+
+def lint_paths(paths: Sequence[Path], *, pg_version: int) -> LintResult:
+    groups = _groups(paths)
+    if len(paths) >= _PARALLEL_FROM and (os.cpu_count() or 1) > 1:
+        with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
+            chunks = list(pool.map(_lint_group, groups, [pg_version] * len(groups), chunksize=16))
+    else:
+        chunks = [_lint_group(g, pg_version) for g in groups]
+    findings = sorted((f for chunk in chunks for f in chunk), key=lambda f: (str(f.path), f.line, f.column, f.rule))
+    return LintResult(findings, bad_input=any(f.rule == SYNTAX_RULE[0] for f in findings))

@@ -1,0 +1,4 @@
+-- Description: Drop customers and orders
+
+DROP TABLE orders;
+DROP TABLE customers;
