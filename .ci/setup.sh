@@ -11,6 +11,9 @@ missing=()
 have_postgres || missing+=(postgresql)
 command -v git >/dev/null 2>&1 || missing+=(git)
 command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# The manifest tests render with `kubectl kustomize`; Debian's own kubectl is the fallback.
+command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 if [ "${#missing[@]}" -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
