@@ -15,6 +15,11 @@ class Problem:
     column: int
     message: str
 
+    def __post_init__(self) -> None:
+        # One problem, one line: parser messages can quote a token that spans lines.
+        one_line = self.message.replace("\r", "\\r").replace("\n", "\\n")
+        object.__setattr__(self, "message", one_line)
+
     def __str__(self) -> str:
         return f"{self.path}:{self.line}:{self.column}: {self.message}"
 

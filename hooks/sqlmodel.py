@@ -282,12 +282,16 @@ class _Parser:
 
     def locate_in_body(self, message: str, body: str, body_line: int, stmt: Statement) -> tuple[int, int]:
         near = re.search(r'at or near "([^"]+)"', message)
-        if near:
-            at = body.find(near[1])
-            if at >= 0:
-                line = body_line + body[:at].count("\n")
-                return line, self.pos.line_text(line).find(near[1]) + 1
-        return stmt.line, stmt.column
+        # The PL/pgSQL parser gives no position: find the token as a whole word in the body.
+        token = re.search(rf"(?<![\w$]){re.escape(near[1])}(?![\w$])", body) if near else None
+        if token is None:
+            return stmt.line, stmt.column
+        line = body_line + body[: token.start()].count("\n")
+        line_start = body.rfind("\n", 0, token.start()) + 1
+        column = token.start() - line_start + 1
+        if line == body_line:  # the body starts mid-line, after its opening quote
+            column += self.pos.line_text(line).find(body.split("\n", 1)[0])
+        return line, column
 
 
 def parse_sql(path: Path, text: str) -> SqlFile:
