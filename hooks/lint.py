@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import importlib
 import os
-import pkgutil
 import re
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import cache
+from itertools import pairwise
 from pathlib import Path
 
 from lockgate.hooks import rules as rules_package
@@ -26,16 +25,19 @@ from lockgate.hooks.txmode import runs_in_transaction
 
 SYNTAX_RULE = ("LG000", "syntax-error")
 _KIND = re.compile(r"\.(up|down|validate)\.sql$")
-# Below this many files a process pool costs more than it saves.
+# Below this many files forking workers costs more than it saves (bench/lint measures it).
 _PARALLEL_FROM = 48
 
 
 @cache
 def all_rules() -> tuple[Rule, ...]:
     """Every rule, from every module of the rules package, ordered by code."""
-    for info in pkgutil.iter_modules(rules_package.__path__):
-        if info.name not in ("base", "context"):
-            importlib.import_module(f"{rules_package.__name__}.{info.name}")
+    # A directory listing instead of pkgutil, whose import alone costs the lint path milliseconds.
+    for folder in rules_package.__path__:
+        for entry in sorted(os.listdir(folder)):
+            module, _, suffix = entry.partition(".")
+            if suffix == "py" and not module.startswith("_") and module not in ("base", "context"):
+                importlib.import_module(f"{rules_package.__name__}.{module}")
     found: list[type[Rule]] = []
     pending = list(Rule.__subclasses__())
     while pending:
@@ -68,12 +70,13 @@ def lint_sql(
 ) -> tuple[list[Finding], Context]:
     """Findings for one parsed file, and the context it leaves (for its down file)."""
     ctx = Context(path=sql.path, pg_version=pg_version, file_kind=kind,
-                  transactional=runs_in_transaction(sql, pg_version))
+                  transactional=runs_in_transaction(sql, pg_version), sql=sql)
     if inherited is not None:
         ctx.new_relations |= inherited.new_relations
         ctx.new_indexes |= inherited.new_indexes
         ctx.new_types |= inherited.new_types
         ctx.new_columns |= inherited.new_columns
+        ctx.new_objects |= inherited.new_objects
     dispatch = _dispatch()
     file_ignored = sql.ignored_rules
     findings: list[Finding] = []
@@ -145,12 +148,41 @@ class LintResult:
     bad_input: bool  # a file did not parse or decode
 
 
+def _lint_groups(groups: Sequence[tuple[Path, ...]], pg_version: int) -> list[Finding]:
+    return [f for group in groups for f in _lint_group(group, pg_version)]
+
+
+def _split(groups: Sequence[tuple[Path, ...]], parts: int) -> list[Sequence[tuple[Path, ...]]]:
+    size, extra = divmod(len(groups), parts)
+    bounds = [i * size + min(i, extra) for i in range(parts + 1)]
+    return [groups[a:b] for a, b in pairwise(bounds)]
+
+
+def _lint_in_parallel(groups: Sequence[tuple[Path, ...]], pg_version: int, workers: int) -> list[Finding]:
+    """One contiguous share per CPU; this process lints the first share while forked children do the rest.
+
+    Forked children inherit the imported rules, so a worker costs a fork, not an interpreter start.
+    Large shares keep the pickling of tasks and findings to one round trip per worker.
+    """
+    import multiprocessing
+
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    first, *rest = _split(groups, workers)
+    with context.Pool(len(rest)) as pool:
+        pending = pool.starmap_async(_lint_groups, [(share, pg_version) for share in rest])
+        findings = _lint_groups(first, pg_version)
+        for share in pending.get():
+            findings.extend(share)
+    return findings
+
+
 def lint_paths(paths: Sequence[Path], *, pg_version: int) -> LintResult:
     groups = _groups(paths)
-    if len(paths) >= _PARALLEL_FROM and (os.cpu_count() or 1) > 1:
-        with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
-            chunks = list(pool.map(_lint_group, groups, [pg_version] * len(groups), chunksize=16))
+    workers = min(os.cpu_count() or 1, len(groups))
+    if len(paths) >= _PARALLEL_FROM and workers > 1:
+        found = _lint_in_parallel(groups, pg_version, workers)
     else:
-        chunks = [_lint_group(g, pg_version) for g in groups]
-    findings = sorted((f for chunk in chunks for f in chunk), key=lambda f: (str(f.path), f.line, f.column, f.rule))
+        found = _lint_groups(groups, pg_version)
+    findings = sorted(found, key=lambda f: (str(f.path), f.line, f.column, f.rule))
     return LintResult(findings, bad_input=any(f.rule == SYNTAX_RULE[0] for f in findings))

@@ -1,11 +1,20 @@
-"""Findings as text (`path:line:col: CODE message`, like ruff) or JSON."""
+"""Findings as text (ruff-like), JSON, SARIF 2.1.0 (GitHub code scanning) or GitHub annotations.
+
+Each reporter turns the sorted findings into one string; the CLI prints it. Imports that only
+one format needs (rule metadata, the installed version) are made inside that format.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
-from lockgate.hooks.rules.base import Finding
+from lockgate.hooks.rules.base import Finding, Severity
+
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+SARIF_VERSION = "2.1.0"
 
 
 def as_text(findings: Sequence[Finding]) -> str:
@@ -29,4 +38,101 @@ def as_json(findings: Sequence[Finding]) -> str:
     )
 
 
-FORMATS = {"text": as_text, "json": as_json}
+def artifact_uri(path: Path, root: Path | None = None) -> str:
+    """A path as SARIF wants it: relative to the checkout, forward slashes; else a file URI."""
+    root = (root or Path.cwd()).resolve()
+    absolute = path if path.is_absolute() else root / path
+    try:
+        return absolute.resolve().relative_to(root).as_posix()
+    except ValueError:
+        return absolute.resolve().as_uri()
+
+
+def _sarif_level(severity: Severity) -> str:
+    return "error" if severity is Severity.ERROR else "warning"
+
+
+def _sarif_rules() -> list[dict[str, Any]]:
+    from lockgate.hooks.docs import RuleInfo, rule_infos
+
+    def descriptor(info: RuleInfo) -> dict[str, Any]:
+        return {
+            "id": info.code,
+            "name": info.name,
+            "shortDescription": {"text": info.summary},
+            "fullDescription": {"text": info.lead},
+            "help": {"text": info.doc, "markdown": info.help_markdown()},
+            "defaultConfiguration": {"level": _sarif_level(info.severity)},
+            "properties": {"tags": ["postgresql", "migrations"]},
+        }
+
+    return [descriptor(info) for info in rule_infos()]
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lockgate")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def sarif_log(findings: Sequence[Finding], root: Path | None = None) -> dict[str, Any]:
+    """The SARIF 2.1.0 log of one lint run: every rule in the driver, one result per finding."""
+    rules = _sarif_rules()
+    index = {r["id"]: i for i, r in enumerate(rules)}
+    results = [
+        {
+            "ruleId": f.rule,
+            "ruleIndex": index[f.rule],
+            "level": _sarif_level(f.severity),
+            "message": {"text": f.message},
+            "locations": [{
+                "physicalLocation": {
+                    "artifactLocation": {"uri": artifact_uri(f.path, root)},
+                    "region": {"startLine": f.line, "startColumn": f.column},
+                },
+            }],
+        }
+        for f in findings
+    ]
+    driver = {
+        "name": "lockgate",
+        "version": _version(),
+        "rules": rules,
+    }
+    return {
+        "$schema": SARIF_SCHEMA,
+        "version": SARIF_VERSION,
+        "runs": [{"tool": {"driver": driver}, "results": results}],
+    }
+
+
+def as_sarif(findings: Sequence[Finding]) -> str:
+    return json.dumps(sarif_log(findings), indent=2)
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def as_github(findings: Sequence[Finding]) -> str:
+    """GitHub Actions workflow commands: each finding annotates its line in the PR diff."""
+    return "\n".join(
+        f"::{f.severity} file={_escape_property(Path(f.path).as_posix())},line={f.line},col={f.column},"
+        f"title={_escape_property(f'{f.rule} {f.name}')}::{_escape_data(f.message)}"
+        for f in findings
+    )
+
+
+FORMATS: dict[str, Callable[[Sequence[Finding]], str]] = {
+    "text": as_text,
+    "json": as_json,
+    "sarif": as_sarif,
+    "github": as_github,
+}

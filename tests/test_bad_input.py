@@ -26,11 +26,21 @@ def lockgate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 # name -> (file name, file bytes, text the one-line error must contain, line:col it must name)
 CORPUS: dict[str, tuple[str, bytes, str, str]] = {
-    "syntax error": ("1_a.up.sql", b"SELECT 1;\nALTER TABEL t ADD COLUMN a int;\n", 'syntax error at or near "TABEL"', ":2:7:"),
+    "syntax error": (
+        "1_a.up.sql",
+        b"SELECT 1;\nALTER TABEL t ADD COLUMN a int;\n",
+        'syntax error at or near "TABEL"',
+        ":2:7:",
+    ),
     "empty statement soup": ("1_a.up.sql", b";;;\n;", "", ""),
     "binary file": ("1_a.up.sql", b"\x89PNG\r\n\x1a\n\x00\x00", "not UTF-8", ":1:1:"),
     "latin-1 text": ("1_a.up.sql", b"SELECT 1;\n-- caf\xe9\n", "not UTF-8 text (byte 0xe9)", ":2:7:"),
-    "unterminated dollar quote": ("1_a.up.sql", b"DO $$\nBEGIN\n  PERFORM 1;\n", "unterminated dollar-quoted string", ":1:4:"),
+    "unterminated dollar quote": (
+        "1_a.up.sql",
+        b"DO $$\nBEGIN\n  PERFORM 1;\n",
+        "unterminated dollar-quoted string",
+        ":1:4:",
+    ),
     "nested dollar quotes": (
         "1_a.up.sql",
         b"DO $outer$\nBEGIN\n  EXECUTE $inner$SELECT 1$inner$;\n  SELEC 2;\nEND $outer$;\n",
@@ -38,9 +48,24 @@ CORPUS: dict[str, tuple[str, bytes, str, str]] = {
         ":4:3:",
     ),
     "psql meta-command": ("1_a.up.sql", b"\\set ON_ERROR_STOP on\nSELECT 1;\n", "psql meta-commands", ":1:1:"),
-    "unknown directive": ("1_a.up.sql", b"-- lockgate:batched size=10\nUPDATE t SET a = 1;\n", "unknown directive lockgate:batched", ":1:1:"),
-    "malformed batch": ("1_a.up.sql", b"SELECT 1;\n-- lockgate:batch size=-5\nUPDATE t SET a = 1;\n", "batch size='-5'", ":2:1:"),
-    "batch bad duration": ("1_a.up.sql", b"-- lockgate:batch pause=soon\nUPDATE t SET a = 1;\n", "pause='soon'", ":1:1:"),
+    "unknown directive": (
+        "1_a.up.sql",
+        b"-- lockgate:batched size=10\nUPDATE t SET a = 1;\n",
+        "unknown directive lockgate:batched",
+        ":1:1:",
+    ),
+    "malformed batch": (
+        "1_a.up.sql",
+        b"SELECT 1;\n-- lockgate:batch size=-5\nUPDATE t SET a = 1;\n",
+        "batch size='-5'",
+        ":2:1:",
+    ),
+    "batch bad duration": (
+        "1_a.up.sql",
+        b"-- lockgate:batch pause=soon\nUPDATE t SET a = 1;\n",
+        "pause='soon'",
+        ":1:1:",
+    ),
     "ignore without reason": ("1_a.up.sql", b"-- lockgate:ignore LG101\nSELECT 1;\n", "needs a reason", ":1:1:"),
 }
 
@@ -70,9 +95,7 @@ def test_lint_reports_bad_input_as_one_line_and_exit_2(tmp_path: Path, case: str
         ({"1_a.up.sql": "SELECT 1;", "01_b.up.sql": "SELECT 1;"}, "is the same number as"),
     ],
 )
-def test_structural_problems_are_one_line_each_and_exit_2(
-    tmp_path: Path, files: dict[str, str], expected: str
-) -> None:
+def test_structural_problems_are_one_line_each_and_exit_2(tmp_path: Path, files: dict[str, str], expected: str) -> None:
     migrations = tmp_path / "migrations"
     migrations.mkdir()
     for name, text in files.items():
@@ -94,11 +117,47 @@ def test_a_bad_setting_names_the_key(tmp_path: Path) -> None:
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-SQL_WORDS = st.sampled_from([
-    "SELECT", "UPDATE", "t", "SET", "a", "=", "1", ";", "\n", "DO", "$$", "BEGIN", "END", "COMMIT", "(", ")",
-    "ALTER", "TABLE", "ADD", "COLUMN", "int", "'x'", "--", "-- lockgate:batch size=10", "-- lockgate:ignore LG101",
-    "-- lockgate:no-transaction", "CREATE", "INDEX", "ON", "DELETE", "FROM", "WHERE", "$x$", "/*", "*/", "é", "\\",
-])
+SQL_WORDS = st.sampled_from(
+    [
+        "SELECT",
+        "UPDATE",
+        "t",
+        "SET",
+        "a",
+        "=",
+        "1",
+        ";",
+        "\n",
+        "DO",
+        "$$",
+        "BEGIN",
+        "END",
+        "COMMIT",
+        "(",
+        ")",
+        "ALTER",
+        "TABLE",
+        "ADD",
+        "COLUMN",
+        "int",
+        "'x'",
+        "--",
+        "-- lockgate:batch size=10",
+        "-- lockgate:ignore LG101",
+        "-- lockgate:no-transaction",
+        "CREATE",
+        "INDEX",
+        "ON",
+        "DELETE",
+        "FROM",
+        "WHERE",
+        "$x$",
+        "/*",
+        "*/",
+        "é",
+        "\\",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

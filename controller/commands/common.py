@@ -23,3 +23,8 @@ def add_dsn(parser: argparse.ArgumentParser) -> None:
 
 def add_format(parser: argparse.ArgumentParser, choices: tuple[str, ...] = ("text", "json")) -> None:
     parser.add_argument("--format", choices=choices, default="text", help="output format")
+
+
+def add_repo(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repo", help="git URL or path to watch (LOCKGATE_REPO; default: the repository here)")
+    parser.add_argument("--branch", help="branch whose first-parent history counts (LOCKGATE_BRANCH, default: main)")
