@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,12 +96,27 @@ def load(directory: Path, *, require_triples: bool = True) -> MigrationSet:
     """
     if not directory.is_dir():
         raise InputError.at(directory, 1, 1, "migrations directory not found")
+    return from_files(
+        directory,
+        ((path, path.read_bytes()) for path in sorted(directory.iterdir()) if not path.is_dir() and _is_sql(path)),
+        require_triples=require_triples,
+    )
+
+
+def _is_sql(path: Path) -> bool:
+    return path.suffix == ".sql" and not path.name.startswith(".")
+
+
+def from_files(
+    directory: Path, files: Iterable[tuple[Path, bytes]], *, require_triples: bool = True
+) -> MigrationSet:
+    """`load` over files given as (path, content) in name order, e.g. blobs read from a git tree."""
     problems: list[Problem] = []
     by_version: dict[str, Migration] = {}
-    for path in sorted(directory.iterdir()):
-        if path.is_dir() or path.name == SUM_FILE or path.name.startswith("."):
-            continue
-        if path.suffix != ".sql":
+    # (version, kind) of files that exist but cannot be read: reported once, not again as missing.
+    unreadable: set[tuple[str, str]] = set()
+    for path, data in files:
+        if not _is_sql(path):
             continue
         m = FILE_NAME.match(path.name)
         if not m:
@@ -110,9 +126,10 @@ def load(directory: Path, *, require_triples: bool = True) -> MigrationSet:
             ))
             continue
         try:
-            text = decode(path, path.read_bytes())
+            text = decode(path, data)
         except InputError as exc:
             problems.extend(exc.problems)
+            unreadable.add((m["version"], m["kind"]))
             continue
         version, name, kind = m["version"], m["name"], m["kind"]
         migration = by_version.setdefault(version, Migration(version, name))
@@ -127,7 +144,7 @@ def load(directory: Path, *, require_triples: bool = True) -> MigrationSet:
         for migration in migrations:
             present = next(iter(migration.files.values())).path
             for kind in KINDS:
-                if kind not in migration.files:
+                if kind not in migration.files and (migration.version, kind) not in unreadable:
                     problems.append(Problem(
                         present, 1, 1,
                         f"{migration.id} has no {kind} file ({migration.id}.{kind}.sql)",

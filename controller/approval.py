@@ -1,0 +1,140 @@
+"""Which migrations the controller may apply: the server-side half of the review.
+
+A migration is approved when it reached the branch through first-parent history, its files at the
+head match lockgate.sum, it passes the hooks' checks, and — when signatures are required — every
+commit that shaped its files is signed by a key in the allowed-signers file. Anything else is
+refused with the reasons, which end up in the commit's note.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+from lockgate.controller.source import BranchHistory, CommitMigrations, CommitRef
+from lockgate.hooks.errors import InputError, UsageError
+from lockgate.hooks.migrationset import FILE_NAME, Migration, MigrationSet, parse_all
+from lockgate.hooks.sumfile import verify
+
+Checker = Callable[[MigrationSet, Migration], list[str]]
+"""The hooks' checks for one migration of a set: the reasons it fails them, empty when it passes."""
+
+SignatureCheck = Callable[[str], str | None]
+"""Why the commit with this sha is not signed acceptably, or None when it is."""
+
+
+@dataclass(frozen=True, slots=True)
+class Approved:
+    migration: Migration
+    commit: CommitRef
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    version: str
+    reasons: tuple[str, ...]
+    commit: CommitRef | None = None
+
+
+Verdict = Approved | Refused
+
+
+def parse_check(migration_set: MigrationSet, migration: Migration) -> list[str]:
+    """The default check: every file of the migration parses (SQL and directives)."""
+    try:
+        parse_all(MigrationSet(migration_set.directory, [migration]))
+    except InputError as exc:
+        return [str(p) for p in exc.problems]
+    return []
+
+
+def sum_reasons(migration_set: MigrationSet) -> tuple[list[str], dict[str, list[str]]]:
+    """lockgate.sum problems: those of the whole set, and those of single migrations by version."""
+    try:
+        problems = verify(migration_set)
+    except InputError as exc:
+        return [str(p) for p in exc.problems], {}
+    whole: list[str] = []
+    by_version: dict[str, list[str]] = {}
+    present = migration_set.by_version()
+    for problem in problems:
+        m = FILE_NAME.match(problem.path.name)
+        text = f"{problem.path}:{problem.line}:1: {problem.message}"
+        if m and m["version"] in present:
+            by_version.setdefault(m["version"], []).append(text)
+        else:
+            whole.append(text)
+    return whole, by_version
+
+
+class SshSignatures:
+    """`git verify-commit` against an allowed-signers file (`gpg.ssh.allowedSignersFile`)."""
+
+    def __init__(self, repo: git.Repo, allowed_signers: Path) -> None:
+        if not allowed_signers.is_file():
+            raise UsageError(f"allowed_signers: {allowed_signers} is not a file")
+        self.repo = repo
+        self.allowed_signers = allowed_signers.resolve()
+        self._seen: dict[str, str | None] = {}
+
+    def __call__(self, sha: str) -> str | None:
+        if sha not in self._seen:
+            self._seen[sha] = self._verify(sha)
+        return self._seen[sha]
+
+    def _verify(self, sha: str) -> str | None:
+        try:
+            self.repo.git.execute([
+                "git", "-c", f"gpg.ssh.allowedSignersFile={self.allowed_signers}",
+                "verify-commit", "--raw", sha,
+            ])
+        except git.GitCommandError as exc:
+            detail = " ".join(str(exc.stderr).split()).removeprefix("stderr: '").removesuffix("'")
+            why = "is not signed" if not detail else "is not signed by an allowed key"
+            return f"commit {sha[:12]} {why}" + (f" ({detail[:200]})" if detail else "")
+        return None
+
+
+def signature_check(repo: git.Repo, require_signed: bool, allowed_signers: Path | None) -> SignatureCheck | None:
+    """The signature check the settings ask for, or None when signatures are not required."""
+    if not require_signed:
+        return None
+    if allowed_signers is None:
+        raise UsageError("require_signed is set but allowed_signers (LOCKGATE_ALLOWED_SIGNERS) is not")
+    return SshSignatures(repo, allowed_signers)
+
+
+def approve(
+    history: BranchHistory,
+    tree: CommitMigrations,
+    *,
+    versions: Iterable[str] | None = None,
+    checker: Checker = parse_check,
+    signatures: SignatureCheck | None = None,
+) -> dict[str, Verdict]:
+    """A verdict for each migration at `tree` (or only `versions` of it), in version order.
+
+    `tree` must be read at `history.head`; reasons name files as paths in the repository.
+    """
+    migration_set = tree.migrations
+    present = migration_set.by_version()
+    wanted = list(present) if versions is None else [v for v in present if v in set(versions)]
+    whole, by_version = sum_reasons(migration_set)
+    verdicts: dict[str, Verdict] = {}
+    for version in wanted:
+        migration = present[version]
+        commit = history.introduced.get(version)
+        reasons = list(whole) + by_version.get(version, [])
+        if commit is None:
+            reasons.append(f"{migration.id} did not reach {history.head.short} through first-parent history")
+        reasons += checker(migration_set, migration)
+        if signatures is not None:
+            reasons += [r for c in history.commits_for(version) if (r := signatures(c.sha)) is not None]
+        if reasons or commit is None:
+            verdicts[version] = Refused(version, tuple(tree.relative(r) for r in reasons), commit)
+        else:
+            verdicts[version] = Approved(migration, commit)
+    return verdicts

@@ -1,0 +1,481 @@
+"""The git side of a sync: a cache clone of the watched repository, the branch's first-parent
+history of migration files, and the migration set at any commit, read without a checkout.
+
+First-parent history is what "reached the branch" means: a migration merged through a pull request
+is tied to the merge commit, and a revert is tied to the revert commit, whatever the feature
+branch's own commits look like. The whole walk is one `git log` call, so a repository with
+thousands of migrations is read in a fraction of a second.
+
+Credentials for https remotes live only in the environment of the git processes lockgate runs (a
+URL-scoped `http.extraHeader` passed through `GIT_CONFIG_*`); the cache's `.git/config` holds the
+URL without them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import git
+
+from lockgate.controller.redact import Redactor, basic_auth
+from lockgate.hooks.migrationset import FILE_NAME, SUM_FILE, MigrationSet, from_files
+
+if TYPE_CHECKING:
+    from lockgate.controller.config import Settings
+
+REMOTE = "origin"
+CACHE_REPO = "repo.git"
+HISTORY_FILE = "history.json"
+HISTORY_FORMAT = 1
+# A single token works as the password for GitHub, GitLab and Gitea alike; the user name is
+# ignored by them, but must not be empty.
+TOKEN_USER = "x-access-token"
+DEFAULT_DIR = PurePosixPath("migrations")
+
+_RECORD, _FIELD = "\x1e", "\x1f"
+_LOG_FORMAT = _FIELD.join(["%H", "%P", "%an <%ae>", "%cI", "%s"])
+
+ChangeKind = Literal["added", "changed", "removed"]
+
+
+class SourceError(Exception):
+    """A git operation on the watched repository failed; the message is one redacted line."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommitRef:
+    sha: str
+    parents: tuple[str, ...]
+    author: str
+    committed_at: datetime
+    summary: str
+
+    @property
+    def short(self) -> str:
+        return self.sha[:12]
+
+    @property
+    def is_merge(self) -> bool:
+        return len(self.parents) > 1
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationChange:
+    """What one first-parent commit did to one migration, compared with its first parent."""
+
+    commit: CommitRef
+    version: str
+    name: str
+    kind: ChangeKind
+    files: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class BranchHistory:
+    """The branch's migration history, oldest first.
+
+    `introduced` holds the versions present at the head, each with the commit that (last) added
+    it; `removed_by` holds the versions once on the branch and gone at the head, each with the
+    commit that removed it (typically a revert).
+    """
+
+    head: CommitRef
+    changes: list[MigrationChange] = field(default_factory=list)
+    introduced: dict[str, CommitRef] = field(default_factory=dict)
+    removed_by: dict[str, CommitRef] = field(default_factory=dict)
+
+    def add(self, change: MigrationChange) -> None:
+        self.changes.append(change)
+        if change.kind == "added":
+            self.introduced[change.version] = change.commit
+            self.removed_by.pop(change.version, None)
+        elif change.kind == "removed":
+            self.removed_by[change.version] = change.commit
+            self.introduced.pop(change.version, None)
+
+    def commits_for(self, version: str) -> list[CommitRef]:
+        """The commits that shaped the version's files at the head: its addition and later edits."""
+        commits: list[CommitRef] = []
+        for change in self.changes:
+            if change.version != version:
+                continue
+            if change.kind == "added":
+                commits = [change.commit]
+            elif change.kind == "changed":
+                commits.append(change.commit)
+            else:
+                commits = []
+        return commits
+
+
+@dataclass(frozen=True, slots=True)
+class CommitMigrations:
+    """The migration set of one commit, materialised under `root` for as long as it is open."""
+
+    commit: str
+    root: Path
+    migrations: MigrationSet
+
+    def relative(self, text: str) -> str:
+        """Text with the temporary root removed from paths, so they read as paths in the repo."""
+        return text.replace(f"{self.root}{os.sep}", "")
+
+
+def _parse_commit(header: str) -> CommitRef:
+    sha, parents, author, committed, summary = header.split(_FIELD, 4)
+    return CommitRef(sha, tuple(parents.split()), author, datetime.fromisoformat(committed), summary)
+
+
+def parse_log(
+    output: str, migrations_dir: PurePosixPath, head: CommitRef, base: BranchHistory | None = None
+) -> BranchHistory:
+    """The history from `git log --reverse --first-parent --name-status` output, continuing `base`
+    (the history up to the first parent of the output's oldest commit) when given."""
+    history = BranchHistory(head=head)
+    present: dict[str, set[str]] = {}
+    for change in base.changes if base else []:
+        history.add(change)
+        present[change.version] = set(change.files)
+    for chunk in output.split(_RECORD):
+        if not chunk.strip():
+            continue
+        header, _, body = chunk.partition("\n")
+        commit = _parse_commit(header)
+        touched: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+        for line in body.splitlines():
+            status, _, path = line.partition("\t")
+            file = PurePosixPath(path)
+            m = FILE_NAME.match(file.name)
+            if status and file.parent == migrations_dir and m:
+                touched.setdefault(m["version"], (m["name"], []))[1].append((status[0], file.name))
+        for version, (name, file_changes) in touched.items():
+            files = present.setdefault(version, set())
+            before = bool(files)
+            for status, file_name in file_changes:
+                if status == "D":
+                    files.discard(file_name)
+                else:
+                    files.add(file_name)
+            kind: ChangeKind = (
+                "added" if not before and files else "removed" if before and not files else "changed"
+            )
+            history.add(MigrationChange(commit, version, name, kind, tuple(sorted(files))))
+    return history
+
+
+def _commit_json(commit: CommitRef) -> dict[str, Any]:
+    return {**asdict(commit), "committed_at": commit.committed_at.isoformat()}
+
+
+def _commit_from_json(data: dict[str, Any]) -> CommitRef:
+    return CommitRef(
+        data["sha"], tuple(data["parents"]), data["author"],
+        datetime.fromisoformat(data["committed_at"]), data["summary"],
+    )
+
+
+def history_to_json(history: BranchHistory, migrations_dir: PurePosixPath) -> str:
+    return json.dumps({
+        "format": HISTORY_FORMAT,
+        "dir": str(migrations_dir),
+        "head": _commit_json(history.head),
+        "changes": [
+            {**asdict(c), "commit": _commit_json(c.commit), "files": list(c.files)} for c in history.changes
+        ],
+    })
+
+
+def history_from_json(text: str, migrations_dir: PurePosixPath) -> BranchHistory | None:
+    """The saved history, or None when it is unreadable or was made for another directory."""
+    try:
+        data = json.loads(text)
+        if data.get("format") != HISTORY_FORMAT or data.get("dir") != str(migrations_dir):
+            return None
+        history = BranchHistory(head=_commit_from_json(data["head"]))
+        for c in data["changes"]:
+            history.add(MigrationChange(
+                _commit_from_json(c["commit"]), c["version"], c["name"], c["kind"], tuple(c["files"]),
+            ))
+    except (ValueError, KeyError, TypeError):
+        return None
+    return history
+
+
+def _strip_userinfo(url: str) -> tuple[str, str | None, str | None]:
+    """(url without credentials, user, password) for http(s) URLs; other URLs pass through."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or "@" not in parts.netloc:
+        return url, None, None
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=host)), parts.username, parts.password
+
+
+def credential_env(
+    url: str, token: str | None, *, user: str = TOKEN_USER, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Environment for git processes that talk to `url`: never prompt, and send the token.
+
+    The header is scoped to the remote's scheme and host, so a redirect elsewhere never gets it.
+    """
+    env = {"GIT_TERMINAL_PROMPT": "0"}
+    parts = urlsplit(url)
+    if token is None or parts.scheme not in ("http", "https"):
+        return env
+    base = os.environ if base is None else base
+    index = int(base.get("GIT_CONFIG_COUNT", "0"))
+    env |= {
+        "GIT_CONFIG_COUNT": str(index + 1),
+        f"GIT_CONFIG_KEY_{index}": f"http.{parts.scheme}://{parts.netloc}/.extraHeader",
+        f"GIT_CONFIG_VALUE_{index}": f"Authorization: Basic {basic_auth(user, token)}",
+    }
+    return env
+
+
+def ref_exists(repo: git.Repo, ref: str) -> bool:
+    try:
+        repo.git.rev_parse("--verify", "--quiet", ref)
+    except git.GitCommandError:
+        return False
+    return True
+
+
+class Source:
+    """A git repository lockgate reads migrations from and writes notes to.
+
+    `Source.cache(...)` keeps a bare clone of a remote under a cache directory and fetches the
+    branch into `refs/remotes/origin/<branch>`; `Source.local(...)` reads a repository in place.
+    """
+
+    def __init__(
+        self,
+        repo: git.Repo,
+        branch_ref: str,
+        migrations_dir: PurePosixPath,
+        *,
+        env: Mapping[str, str] | None = None,
+        redact: Redactor | None = None,
+        branch: str = "main",
+        history_file: Path | None = None,
+    ) -> None:
+        self.repo = repo
+        self.history_file = history_file
+        self.branch = branch
+        self.branch_ref = branch_ref
+        self.migrations_dir = migrations_dir
+        self.env = dict(env or {})
+        self.redact = redact or Redactor()
+
+    @classmethod
+    def cache(
+        cls,
+        url: str,
+        cache_dir: Path,
+        *,
+        branch: str = "main",
+        migrations_dir: PurePosixPath = DEFAULT_DIR,
+        token: str | None = None,
+        redact: Redactor | None = None,
+    ) -> Source:
+        clean_url, url_user, url_password = _strip_userinfo(url)
+        # `https://user:password@host` keeps its user; `https://token@host` is a bare token.
+        user = url_user if url_user and url_password and not token else TOKEN_USER
+        token = token or url_password or url_user
+        if "://" not in clean_url and ":" not in clean_url.split("/")[0]:
+            clean_url = str(Path(clean_url).resolve())  # a local path, relative to where we run
+        redact = (redact or Redactor()).with_secrets(token, basic_auth(user, token) if token else None)
+        path = cache_dir / CACHE_REPO
+        repo = git.Repo(path) if (path / "HEAD").exists() else git.Repo.init(path, bare=True, mkdir=True)
+        with repo.config_writer() as config:
+            config.set_value(f'remote "{REMOTE}"', "url", clean_url)
+        return cls(
+            repo,
+            f"refs/remotes/{REMOTE}/{branch}",
+            migrations_dir,
+            env=credential_env(clean_url, token, user=user),
+            redact=redact,
+            branch=branch,
+            history_file=cache_dir / HISTORY_FILE,
+        )
+
+    @classmethod
+    def local(
+        cls,
+        path: Path,
+        *,
+        branch: str = "main",
+        migrations_dir: PurePosixPath = DEFAULT_DIR,
+        redact: Redactor | None = None,
+    ) -> Source:
+        try:
+            repo = git.Repo(path, search_parent_directories=True)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+            raise SourceError(f"{path}: not a git repository") from None
+        # A CI checkout may have only the remote-tracking branch.
+        candidates = (f"refs/heads/{branch}", f"refs/remotes/{REMOTE}/{branch}")
+        branch_ref = next((r for r in candidates if ref_exists(repo, r)), candidates[0])
+        return cls(repo, branch_ref, migrations_dir, redact=redact, branch=branch)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, redact: Redactor | None = None) -> Source:
+        """The cache clone of `settings.repo`, or the repository around the working directory."""
+        migrations_dir = PurePosixPath(settings.dir.as_posix())
+        if settings.repo is None:
+            return cls.local(Path.cwd(), branch=settings.branch, migrations_dir=migrations_dir, redact=redact)
+        token = settings.git_token.get_secret_value() if settings.git_token else None
+        return cls.cache(
+            settings.repo, settings.cache_dir, branch=settings.branch,
+            migrations_dir=migrations_dir, token=token, redact=redact,
+        )
+
+    def git(self, *args: str, env: Mapping[str, str] | None = None) -> str:
+        """Run git in the repository with the credential environment; errors become SourceError."""
+        try:
+            return str(self.repo.git.execute(["git", *args], env=self.env | dict(env or {}), stdout_as_string=True))
+        except git.GitCommandError as exc:
+            stderr = str(exc.stderr).strip().removeprefix("stderr: '").removesuffix("'")
+            detail = " ".join(stderr.split()) or f"exit code {exc.status}"
+            raise SourceError(self.redact(f"git {args[0]} failed: {detail}")) from None
+
+    def fetch(self) -> str:
+        """Fetch the branch (history rewrites included) and return its head sha."""
+        self.git(
+            "fetch", "--quiet", "--no-tags", REMOTE,
+            f"+refs/heads/{self.branch}:refs/remotes/{REMOTE}/{self.branch}",
+        )
+        return self.head()
+
+    def head(self) -> str:
+        """The branch head's sha."""
+        try:
+            return str(self.repo.git.rev_parse("--verify", "--quiet", f"{self.branch_ref}^{{commit}}"))
+        except git.GitCommandError:
+            raise SourceError(f"branch {self.branch!r} not found ({self.branch_ref})") from None
+
+    def resolve(self, rev: str) -> str:
+        """The commit sha of `rev`; a branch name also resolves to origin's branch of that name."""
+        for candidate in (rev, f"{REMOTE}/{rev}"):
+            try:
+                return str(
+                    self.repo.git.rev_parse("--verify", "--quiet", "--end-of-options", f"{candidate}^{{commit}}")
+                )
+            except git.GitCommandError:
+                continue
+        raise SourceError(f"unknown revision {rev!r}")
+
+    def is_ancestor(self, ancestor: str, descendant: str | None = None) -> bool:
+        """Whether `ancestor` is in the history of `descendant` (default: the branch head).
+
+        False for a commit the repository no longer has: a force-push rewrote it away.
+        """
+        descendant = descendant or self.head()
+        try:
+            self.repo.git.merge_base("--is-ancestor", ancestor, descendant)
+        except git.GitCommandError:
+            return False
+        return True
+
+    def history(self, rev: str | None = None) -> BranchHistory:
+        """The first-parent migration history up to `rev` (default: the branch head).
+
+        A cache clone keeps the last history it computed; when the branch only moved forward,
+        just the new commits are read, so a no-op sync costs no walk at all.
+        """
+        sha = self.resolve(rev) if rev else self.head()
+        saved = self._saved_history()
+        if saved is not None and saved.head.sha == sha:
+            return saved
+        history = self._extend(saved, sha) if saved is not None else None
+        if history is None:
+            output = self._log(sha, "--", str(self.migrations_dir))
+            history = parse_log(output, self.migrations_dir, self.commit(sha))
+        self._save_history(history)
+        return history
+
+    def _log(self, *revs: str) -> str:
+        return self.git(
+            "log", "--reverse", "--first-parent", "--diff-merges=first-parent",
+            "--no-renames", "--name-status", f"--format={_RECORD}{_LOG_FORMAT}", *revs,
+        )
+
+    def _extend(self, saved: BranchHistory, sha: str) -> BranchHistory | None:
+        """`saved` carried forward to `sha`, or None when `sha` does not continue its first-parent line."""
+        output = self._log(f"^{saved.head.sha}", sha)
+        first = output.split(_RECORD, 2)[1:2]
+        if not first or _parse_commit(first[0].partition("\n")[0]).parents[:1] != (saved.head.sha,):
+            return None  # history was rewritten, or the branch moved back: walk it all again
+        return parse_log(output, self.migrations_dir, self.commit(sha), saved)
+
+    def _saved_history(self) -> BranchHistory | None:
+        if self.history_file is None or not self.history_file.is_file():
+            return None
+        return history_from_json(self.history_file.read_text(), self.migrations_dir)
+
+    def _save_history(self, history: BranchHistory) -> None:
+        if self.history_file is None:
+            return
+        partial = self.history_file.with_suffix(".partial")
+        partial.write_text(history_to_json(history, self.migrations_dir))
+        partial.replace(self.history_file)
+
+    def commit(self, rev: str) -> CommitRef:
+        output = self.git("log", "-1", f"--format={_LOG_FORMAT}", self.resolve(rev))
+        return _parse_commit(output.strip("\n"))
+
+    @contextmanager
+    def migrations_at(self, rev: str | None = None) -> Iterator[CommitMigrations]:
+        """The migration set at `rev` (default: the branch head), read from git objects only.
+
+        Files are read in two git calls whatever their number. Their paths point into a temporary
+        directory holding only lockgate.sum (verified against the texts), removed when the block
+        ends; the loaded texts stay usable after it.
+        """
+        sha = self.resolve(rev) if rev else self.head()
+        blobs = self._blobs(sha)
+        with tempfile.TemporaryDirectory(prefix=f"lockgate-{sha[:12]}-") as tmp:
+            root = Path(tmp)
+            target = root / self.migrations_dir
+            target.mkdir(parents=True)
+            if SUM_FILE in blobs:
+                (target / SUM_FILE).write_bytes(blobs.pop(SUM_FILE))
+            files = ((target / name, data) for name, data in sorted(blobs.items()))
+            yield CommitMigrations(sha, root, from_files(target, files))
+
+    def _blobs(self, sha: str) -> dict[str, bytes]:
+        """File name → content of the .sql files and lockgate.sum directly in the migrations dir."""
+        listing = str(self.repo.git.ls_tree("-z", sha, "--", f"{self.migrations_dir}/"))
+        names: dict[str, list[str]] = {}  # identical files share one blob
+        for entry in filter(None, listing.split("\0")):
+            meta, _, path = entry.partition("\t")
+            _mode, kind, object_sha = meta.split()
+            name = PurePosixPath(path).name
+            if kind == "blob" and (name.endswith(".sql") or name == SUM_FILE):
+                names.setdefault(object_sha, []).append(name)
+        if not names:
+            return {}
+        with tempfile.TemporaryFile() as stdin:
+            stdin.write("".join(f"{object_sha}\n" for object_sha in names).encode())
+            stdin.seek(0)
+            output = self.repo.git.execute(
+                ["git", "cat-file", "--batch"], istream=stdin, stdout_as_string=False, strip_newline_in_stdout=False
+            )
+        return {name: data for object_sha, data in _parse_batch(bytes(output)) for name in names[object_sha]}
+
+
+def _parse_batch(output: bytes) -> Iterator[tuple[str, bytes]]:
+    """(object sha, content) from `git cat-file --batch` output: `<sha> <type> <size>\\n<content>\\n` each."""
+    at = 0
+    while at < len(output):
+        header_end = output.index(b"\n", at)
+        object_sha, _kind, size = output[at:header_end].decode().split()
+        start = header_end + 1
+        yield object_sha, output[start:start + int(size)]
+        at = start + int(size) + 1
