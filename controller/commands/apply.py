@@ -1,0 +1,90 @@
+"""`lockgate apply`: apply the pending migrations of a directory to a database, in order.
+
+Exit 0 when everything pending was applied; 1 when a migration failed (or was rolled back,
+left dirty or interrupted), when a migration is dirty from before, or when another applier
+holds the lock (without --wait); 2 for bad input, found before anything is applied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from lockgate.controller import config, db
+from lockgate.controller.commands.common import add_dir, add_dsn, add_format
+from lockgate.controller.engine import Blocked, Engine, Outcome
+from lockgate.controller.ledger import ApplierBusy
+from lockgate.hooks import migrationset
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_dir(parser)
+    add_dsn(parser)
+    add_wait(parser)
+    add_format(parser)
+
+
+def add_wait(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wait", action="store_true", help="wait for another running applier instead of exiting with 1"
+    )
+
+
+def describe(outcome: Outcome) -> str:
+    """One line per migration for the terminal."""
+    label = f"{outcome.status:<11} {outcome.version}_{outcome.name} ({outcome.duration_s:.2f}s)"
+    if outcome.status == "applied":
+        gates = [g for g in outcome.validation if g.passed is not None]
+        rows = ", ".join(
+            f"{t} {outcome.rows_before.get(t, '-')}→{outcome.rows_after.get(t, '-')}"
+            for t in sorted(outcome.rows_before.keys() | outcome.rows_after.keys())
+        )
+        extra = f"{len(gates)} gates passed" + (f"; rows {rows}" if rows else "")
+        return f"{label}: {outcome.reason or extra}"
+    where = f" [{outcome.where}]" if outcome.where else ""
+    return f"{label}: {outcome.reason}{where}"
+
+
+@contextmanager
+def stop_on_sigterm() -> Iterator[threading.Event]:
+    """SIGTERM finishes the current batch or statement and stops cleanly."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def engine_errors_exit(exc: Exception) -> int:
+    print(f"lockgate: {exc}", file=sys.stderr)
+    return 1
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = config.load(dir=args.dir, dsn=args.dsn)
+    migrations = migrationset.load(settings.dir)
+    migrationset.parse_all(migrations)
+    outcomes: list[Outcome] = []
+    try:
+        with stop_on_sigterm() as stop, Engine(settings, db.target_dsn(settings), wait=args.wait, stop=stop) as engine:
+            todo = engine.pending(migrations)
+            engine.check(todo)
+            for migration in todo:
+                outcome = engine.apply(migration)
+                outcomes.append(outcome)
+                if args.format == "text":
+                    print(describe(outcome), flush=True)
+                if outcome.status != "applied":
+                    break
+    except (ApplierBusy, Blocked) as exc:
+        return engine_errors_exit(exc)
+    if args.format == "json":
+        print("[" + ",\n".join(o.model_dump_json() for o in outcomes) + "]")
+    elif not outcomes:
+        print(f"nothing to apply ({len(migrations.migrations)} migrations already applied)")
+    return 0 if all(o.status == "applied" for o in outcomes) else 1

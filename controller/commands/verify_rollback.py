@@ -1,0 +1,107 @@
+"""`lockgate verify-rollback`: prove each migration's down undoes its up, in a scratch database.
+
+For each migration chosen (all, or those whose files are named, as pre-commit passes them),
+after applying every migration before it: up → validate → down → the catalog equals the one
+before up → up again → the catalog equals the one after the first up. Each failure is a
+finding `path:line:col: LG9xx message`; the run stops at the first one, since the
+migrations after it build on it. Exit 1 when there are findings.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lockgate.controller import config, db, snapshot
+from lockgate.controller.commands.common import add_dir, add_dsn
+from lockgate.controller.config import Settings
+from lockgate.controller.engine import Engine, Outcome
+from lockgate.controller.scratch import scratch_database
+from lockgate.hooks import migrationset
+from lockgate.hooks.errors import Problem
+from lockgate.hooks.migrationset import FILE_NAME, Migration
+
+UP_FAILED = "LG901"
+GATE_FAILED = "LG902"
+DOWN_FAILED = "LG903"
+SCHEMA_NOT_RESTORED = "LG904"
+UP_AGAIN_FAILED = "LG905"
+UP_AGAIN_DIFFERS = "LG906"
+EARLIER_FAILED = "LG907"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="*", help="verify only the migrations these files belong to")
+    add_dir(parser)
+    add_dsn(parser)
+
+
+def _at(where: str | None, fallback: Path) -> tuple[Path, int, int]:
+    """`path:line:col` from an outcome, read with the real file path when it is only a name."""
+    if where is None:
+        return fallback, 1, 1
+    path, line, column = where.rsplit(":", 2)
+    return (fallback if Path(path).name == fallback.name else Path(path)), int(line), int(column)
+
+
+def _finding(code: str, outcome: Outcome, fallback: Path, message: str) -> Problem:
+    path, line, column = _at(outcome.where, fallback)
+    return Problem(path, line, column, f"{code} {message}: {outcome.reason}")
+
+
+def _round_trip(engine: Engine, migration: Migration, schema: str) -> Problem | None:
+    up = engine.apply(migration)
+    if up.status != "applied":
+        failed_gate = any(g.passed is False for g in up.validation)
+        if failed_gate:
+            return _finding(GATE_FAILED, up, migration.validate.path, "validation failed after up")
+        return _finding(UP_FAILED, up, migration.up.path, "up failed")
+    after_up = snapshot.catalog(engine.conn, ledger_schema=schema)
+    # The rollback itself compares the catalog with the snapshot taken right before up.
+    down = engine.rollback(migration.version)
+    if down.status != "rolled_back":
+        code = SCHEMA_NOT_RESTORED if down.schema_restored is False else DOWN_FAILED
+        return _finding(code, down, migration.down.path, "down does not undo up")
+    again = engine.apply(migration)
+    if again.status != "applied":
+        return _finding(UP_AGAIN_FAILED, again, migration.up.path, "up fails after down")
+    differs = snapshot.diff(after_up, snapshot.catalog(engine.conn, ledger_schema=schema))
+    if differs:
+        return Problem(migration.up.path, 1, 1, f"{UP_AGAIN_DIFFERS} up after down gives another schema: "
+                       + "; ".join(differs))
+    return None
+
+
+def verify(settings: Settings, migrations: list[Migration], chosen: set[str], server_dsn: str | None) -> list[Problem]:
+    """Round-trip the chosen migrations in a scratch database; the findings, at most one."""
+    last = max((i for i, m in enumerate(migrations) if m.version in chosen), default=-1)
+    with scratch_database(server_dsn) as dsn, Engine(settings, dsn) as engine:
+        engine.check(migrations[: last + 1])
+        for migration in migrations[: last + 1]:
+            if migration.version in chosen:
+                finding = _round_trip(engine, migration, settings.ledger_schema)
+                if finding is not None:
+                    return [finding]
+                continue
+            outcome = engine.apply(migration)
+            if outcome.status != "applied":
+                return [_finding(EARLIER_FAILED, outcome, migration.up.path, "an earlier migration failed")]
+    return []
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = config.load(dir=args.dir, dsn=args.dsn)
+    migrations = migrationset.load(settings.dir)
+    migrationset.parse_all(migrations)
+    if args.files:
+        named = {m["version"] for f in args.files if (m := FILE_NAME.match(Path(f).name))}
+        chosen = {m.version for m in migrations.migrations if m.version in named}
+    else:
+        chosen = {m.version for m in migrations.migrations}
+    findings = verify(settings, migrations.migrations, chosen, db.target_dsn(settings) or None)
+    for finding in findings:
+        print(finding)
+    if not findings:
+        print(f"verify-rollback: {len(chosen)} migration(s) round-tripped cleanly "
+              "(up, validate, down, schema equal, up again)")
+    return 1 if findings else 0

@@ -1,0 +1,500 @@
+"""The apply engine: baseline → steps (lock-timeout retries) → batches → validate → record.
+
+Or roll back: an atomic migration validates inside its own transaction, so a failed gate is a
+plain ROLLBACK; a migration that committed steps (batches, no-transaction statements) runs
+its down file and then proves, against the catalog snapshot taken before it started, that
+the schema is back exactly. When it is not, the migration is `dirty` and nothing more is
+applied until a human runs `lockgate resolve`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Literal, NamedTuple
+
+import psycopg
+from psycopg import errors
+from pydantic import BaseModel
+
+from lockgate.controller import backfill, db, snapshot, validation
+from lockgate.controller.config import Settings
+from lockgate.controller.ledger import Ledger, LedgerEntry, acquire_applier_lock
+from lockgate.controller.snapshot import Baseline
+from lockgate.controller.steps import Step, is_atomic, split
+from lockgate.controller.validation import GateResult
+from lockgate.hooks.errors import InputError, Problem, UsageError
+from lockgate.hooks.migrationset import KINDS, Migration, MigrationSet
+from lockgate.hooks.sqlmodel import SqlFile, Statement, parse_sql
+
+OutcomeStatus = Literal["applied", "failed", "rolled_back", "dirty", "interrupted"]
+
+
+class Outcome(BaseModel):
+    """What happened to one migration in one run."""
+
+    version: str
+    name: str
+    status: OutcomeStatus  # "interrupted": stopped or paused; the next run resumes it
+    reason: str = ""
+    started_at: datetime
+    finished_at: datetime
+    duration_s: float
+    rows_before: dict[str, int] = {}
+    rows_after: dict[str, int] = {}
+    validation: list[GateResult] = []
+    schema_restored: bool | None = None
+    where: str | None = None  # `path:line:col` of the statement that failed
+
+
+class Blocked(Exception):
+    """The ledger forbids going on (a dirty migration, or a ledger row that is not what the
+    operation needs); the message says what a human should do."""
+
+
+class StepFailed(Exception):
+    """A statement of a step failed (after its lock-timeout retries)."""
+
+    def __init__(self, message: str, path: Path, stmt: Statement) -> None:
+        super().__init__(message)
+        self.stmt = stmt
+        self.where = f"{path}:{stmt.line}:{stmt.column}"
+
+
+class _GatesFailed(Exception):
+    def __init__(self, results: list[GateResult]) -> None:
+        super().__init__(validation.summary(results))
+        self.results = results
+
+
+class _StatementError(Exception):
+    def __init__(self, stmt: Statement, cause: psycopg.Error, blockers: list[str]) -> None:
+        super().__init__(str(cause))
+        self.stmt = stmt
+        self.cause = cause
+        self.blockers = blockers
+
+
+class _Undone(NamedTuple):
+    status: Literal["rolled_back", "dirty"]
+    restored: bool | None
+    detail: str
+    where: str | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _failed_earlier(entry: LedgerEntry) -> bool:
+    """Failed (or failed and rolled back): re-run only by `retry` or with changed files."""
+    return entry.status == "failed" or (entry.status == "rolled_back" and entry.error is not None)
+
+
+def _same_files(entry: LedgerEntry, migration: Migration) -> bool:
+    return all(getattr(entry, f"{k}_checksum") == migration.files[k].checksum for k in KINDS)
+
+
+def pending_of(entries: dict[str, LedgerEntry], migrations: MigrationSet) -> list[Migration]:
+    """Migrations without an `applied` ledger row, in version order.
+
+    Raises InputError when a file of an applied migration was edited afterwards (its checksum
+    no longer matches the ledger): applied migrations are immutable.
+    """
+    problems: list[Problem] = []
+    todo: list[Migration] = []
+    for migration in migrations.migrations:
+        entry = entries.get(migration.version)
+        if entry is None or entry.status != "applied":
+            todo.append(migration)
+            continue
+        for kind in KINDS:
+            recorded = getattr(entry, f"{kind}_checksum")
+            if recorded != migration.files[kind].checksum:
+                problems.append(Problem(
+                    migration.files[kind].path, 1, 1,
+                    f"edited after it was applied (ledger checksum {recorded[:12]}…); "
+                    "applied migrations are immutable: add a new migration instead",
+                ))
+    if problems:
+        raise InputError(problems)
+    return todo
+
+
+class Engine:
+    """Applies and rolls back migrations on one database; one applier at a time.
+
+    A context manager: entering takes the applier lock (a session-level advisory lock held on
+    a connection of its own for the whole run) and creates or upgrades the ledger.
+    """
+
+    def __init__(
+        self, settings: Settings, dsn: str, *, wait: bool = False, stop: threading.Event | None = None
+    ) -> None:
+        self.settings = settings
+        self.dsn = dsn
+        self.wait = wait
+        self.stop = stop or threading.Event()
+        self._lock_conn: psycopg.Connection | None = None
+        self._conn: psycopg.Connection | None = None
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    def __enter__(self) -> Engine:
+        schema = self.settings.ledger_schema
+        self._lock_conn = db.connect(self.dsn, application_name="lockgate applier lock")
+        try:
+            acquire_applier_lock(self._lock_conn, schema, wait=self.wait)
+            self._conn = db.connect(self.dsn, application_name="lockgate applier")
+            db.set_timeouts(
+                self._conn,
+                lock_timeout_s=self.settings.lock_timeout,
+                statement_timeout_s=self.settings.statement_timeout,
+            )
+            self.pg_version = db.server_major(self._conn)
+            self.ledger = Ledger(self._conn, schema)
+            self.ledger.setup()
+        except BaseException:
+            self._close()
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        # Closing the lock's session releases the applier lock, even when the server already
+        # dropped the connection (an explicit unlock would raise then and hide the real error).
+        for conn in (self._conn, self._lock_conn):
+            if conn is not None:
+                conn.close()
+
+    @property
+    def conn(self) -> psycopg.Connection:
+        assert self._conn is not None, "use Engine as a context manager"
+        return self._conn
+
+    # -- reading the ledger -----------------------------------------------------------------
+
+    def ledger_entries(self) -> dict[str, LedgerEntry]:
+        return self.ledger.entries()
+
+    def _refuse_if_dirty(self) -> None:
+        entry = next(iter(self.ledger.entries(status="dirty").values()), None)
+        if entry is not None:
+            raise Blocked(
+                f"migration {entry.version}_{entry.name} is dirty ({entry.error or 'rollback incomplete'}); "
+                f"nothing more is applied until a human runs "
+                f"`lockgate resolve {entry.version} --as applied|rolled_back`"
+            )
+
+    def pending(self, migrations: MigrationSet) -> list[Migration]:
+        """Migrations not applied yet, in version order (see `pending_of`); Blocked when one is dirty."""
+        self._refuse_if_dirty()
+        return pending_of(self.ledger_entries(), migrations)
+
+    # -- applying ---------------------------------------------------------------------------
+
+    def check(self, migrations: list[Migration]) -> None:
+        """Every parse and structure error of these migrations' files, raised together."""
+        problems: list[Problem] = []
+        for migration in migrations:
+            for kind in KINDS:
+                try:
+                    sql = migration.files[kind].sql
+                    if kind != "validate":
+                        split(sql, pg_version=self.pg_version)
+                except InputError as exc:
+                    problems.extend(exc.problems)
+        if problems:
+            raise InputError(problems)
+
+    def apply(self, migration: Migration, *, commit: str | None = None, retry: bool = False) -> Outcome:
+        """Apply one migration (resuming it when a previous run was interrupted).
+
+        A migration that failed before is not re-run with the same files unless `retry`;
+        all parse and structure errors of its three files are raised before anything runs.
+        """
+        self._refuse_if_dirty()
+        started = _now()
+        self.check([migration])
+        up_steps = split(migration.up.sql, pg_version=self.pg_version)
+        entry = self.ledger.get(migration.version)
+        if retry and (entry is None or not _failed_earlier(entry)):
+            state = "not in the ledger" if entry is None else f"{entry.status}"
+            raise UsageError(f"{migration.version} has not failed ({state}); nothing to retry")
+        if entry is not None and entry.status == "applied":
+            return self._outcome(migration, "applied", started, reason="already applied")
+        if entry is not None and not retry and _failed_earlier(entry) and _same_files(entry, migration):
+            return self._outcome(
+                migration, "failed", started,
+                reason=f"failed earlier ({entry.error}); fix it in a new commit or run "
+                f"`lockgate retry {migration.version}`",
+            )
+        resume = entry is not None and entry.status == "applying" and not is_atomic(up_steps)
+        if resume:
+            assert entry is not None and entry.baseline is not None
+            if entry.up_checksum != migration.up.checksum:
+                raise InputError.at(
+                    migration.up.path, 1, 1,
+                    "changed while an interrupted run of it was half done; restore the applied text "
+                    "or resolve it by hand",
+                )
+            baseline = Baseline.model_validate(entry.baseline)
+            done = entry.steps_done
+            self.ledger.event(migration.version, "resumed", {"steps_done": done}, commit)
+        else:
+            baseline = snapshot.capture(self.conn, migration.up.sql, ledger_schema=self.settings.ledger_schema)
+            done = 0
+            self.ledger.begin({
+                "version": migration.version, "name": migration.name,
+                **{f"{k}_checksum": migration.files[k].checksum for k in KINDS},
+                **{f"{k}_sql": migration.files[k].text for k in KINDS},
+                "commit_sha": commit, "baseline": baseline.model_dump(mode="json"),
+            })
+        return self._run_up(migration, up_steps, baseline, done, started, commit)
+
+    def _run_up(
+        self, migration: Migration, up_steps: list[Step], baseline: Baseline, done: int,
+        started: datetime, commit: str | None,
+    ) -> Outcome:
+        version = migration.version
+        atomic = is_atomic(up_steps)
+        gates: list[GateResult] = []
+
+        def validate_and_record() -> None:
+            nonlocal gates
+            gates = validation.run(self.conn, migration.validate.sql, baseline)
+            if validation.failures(gates):
+                raise _GatesFailed(gates)
+            self.ledger.finish(version, "applied", validation=self._dump(gates), commit=commit)
+
+        try:
+            for step in up_steps[done:]:
+                if self.stop.is_set():
+                    return self._interrupted(migration, baseline, started, step)
+                # An atomic migration validates inside its only transaction: a failed gate is a ROLLBACK.
+                inside = validate_and_record if atomic else None
+                if not self._run_step(version, step, migration.up.path, on_commit=self._mark(version, step, inside)):
+                    return self._interrupted(migration, baseline, started, step)
+                done = step.number
+            if not atomic or not up_steps:
+                with self.conn.transaction():
+                    validate_and_record()
+        except (StepFailed, _GatesFailed) as exc:
+            committed = not atomic and (
+                done > 0 or not isinstance(exc, StepFailed) or self._step_of(exc.stmt, up_steps) != "transaction"
+            )
+            return self._failed(migration, baseline, started, exc, committed, commit)
+        return self._outcome(
+            migration, "applied", started, baseline=baseline, gates=gates,
+            rows_after=snapshot.row_counts(self.conn, self._tables(baseline)),
+        )
+
+    def _mark(self, version: str, step: Step, before_commit: Callable[[], None] | None) -> Callable[[], None]:
+        def mark() -> None:
+            self.ledger.step_done(version, step.number)
+            if before_commit is not None:
+                before_commit()
+
+        return mark
+
+    @staticmethod
+    def _step_of(stmt: Statement | None, steps: list[Step]) -> str:
+        return next((step.mode for step in steps if any(s is stmt for s in step.statements)), "transaction")
+
+    @staticmethod
+    def _dump(gates: list[GateResult]) -> list[dict[str, object]]:
+        return [g.model_dump() for g in gates]
+
+    # -- running steps ----------------------------------------------------------------------
+
+    def _run_step(self, version: str, step: Step, path: Path, *, on_commit: Callable[[], None]) -> bool:
+        """Run one step with lock-timeout retries; False when a batch was stopped or paused.
+
+        `on_commit` runs inside the step's transaction (for autocommit and batch steps, right
+        after it), so the ledger's step count moves with what was committed.
+        """
+        if step.mode == "batch":
+            try:
+                result = backfill.run_batched(
+                    self.dsn, settings=self.settings, version=version, step=step.number,
+                    statement=step.first, stop=self.stop,
+                )
+            except Exception as exc:  # the backfill's contract: any failure raises
+                message = _message(exc) if isinstance(exc, psycopg.Error) else str(exc)
+                raise StepFailed(f"batched {step.first.kind}: {message}", path, step.first) from None
+            self.ledger.event(version, "batches", {"step": step.number, "rows": result.rows,
+                                                   "batches": result.batches, "completed": result.completed})
+            if not result.completed:
+                return False
+            on_commit()
+            return True
+        self._with_lock_retries(version, path, lambda: self._execute_step(step, on_commit))
+        return True
+
+    def _execute_step(self, step: Step, on_commit: Callable[[], None]) -> None:
+        if step.mode == "transaction":
+            with self.conn.transaction():
+                for stmt in step.statements:
+                    self._execute(stmt)
+                on_commit()
+        else:
+            self._execute(step.first)  # alone: a multi-statement string would be a transaction
+            on_commit()
+
+    def _execute(self, stmt: Statement) -> None:
+        assert self._lock_conn is not None  # idle while the run lasts: it watches for blockers
+        every = self.settings.lock_timeout / 3
+        with db.watch_blockers(self._lock_conn, self.conn.info.backend_pid, every_s=every) as blockers:
+            try:
+                self.conn.execute(stmt.text.encode())
+            except psycopg.Error as exc:
+                raise _StatementError(stmt, exc, list(blockers)) from exc
+
+    def _with_lock_retries(self, version: str, path: Path, attempt: Callable[[], None]) -> None:
+        retries = self.settings.lock_retries
+        for n in range(retries + 1):
+            try:
+                attempt()
+                return
+            except _StatementError as exc:
+                if not isinstance(exc.cause, errors.LockNotAvailable):
+                    raise StepFailed(_message(exc.cause), path, exc.stmt) from None
+                blockers = "blocked by " + " and ".join(exc.blockers) if exc.blockers else "no blocker seen"
+                if n == retries:
+                    raise StepFailed(
+                        f"lock timeout ({self.settings.lock_timeout:g}s) {retries + 1} times; {blockers}",
+                        path, exc.stmt,
+                    ) from None
+                delay = self.settings.retry_backoff * 2**n
+                self.ledger.event(version, "lock timeout", {
+                    "attempt": n + 1, "retry_in_s": delay, "blockers": blockers, "line": exc.stmt.line,
+                })
+                if self.stop.wait(delay):
+                    raise StepFailed(f"stopped while waiting for a lock; {blockers}", path, exc.stmt) from None
+
+    # -- failure and rollback ---------------------------------------------------------------
+
+    def _failed(
+        self, migration: Migration, baseline: Baseline, started: datetime, exc: StepFailed | _GatesFailed,
+        committed: bool, commit: str | None,
+    ) -> Outcome:
+        version = migration.version
+        if isinstance(exc, StepFailed):
+            gates, where = [], exc.where
+        else:
+            gates = exc.results
+            where = f"{migration.validate.path}:{validation.failures(gates)[0].line}:1"
+        reason = str(exc)
+        if not committed:
+            self.ledger.finish(version, "failed", validation=self._dump(gates), error=reason, commit=commit)
+            return self._outcome(
+                migration, "failed", started, reason=f"{reason}; rolled back, nothing was committed",
+                baseline=baseline, gates=gates, where=where,
+                rows_after=snapshot.row_counts(self.conn, self._tables(baseline)),
+            )
+        undone = self._undo(version, migration.down.sql, baseline)
+        self.ledger.finish(
+            version, undone.status, validation=self._dump(gates), schema_restored=undone.restored,
+            error=f"{reason}; {undone.detail}", commit=commit,
+        )
+        return self._outcome(
+            migration, undone.status, started, reason=f"{reason}; {undone.detail}", baseline=baseline,
+            gates=gates, where=undone.where or where, schema_restored=undone.restored,
+            rows_after=snapshot.row_counts(self.conn, self._tables(baseline)),
+        )
+
+    def _undo(self, version: str, down: SqlFile, baseline: Baseline) -> _Undone:
+        """Run the down file, then compare the catalog with the baseline snapshot."""
+        try:
+            for step in split(down, pg_version=self.pg_version):
+                # Down steps count backwards so their batch checkpoints never meet the up's.
+                negative = Step(-step.number, step.mode, step.statements)
+                if not self._run_step(version, negative, down.path, on_commit=lambda: None):
+                    return _Undone("dirty", None, "the rollback was stopped before it finished")
+        except StepFailed as exc:
+            return _Undone("dirty", None, f"the down file failed: {exc}", exc.where)
+        differences = snapshot.diff(
+            baseline.catalog, snapshot.catalog(self.conn, ledger_schema=self.settings.ledger_schema)
+        )
+        if differences:
+            return _Undone("dirty", False, "the down file ran but the schema differs from before: "
+                           + "; ".join(differences), f"{down.path}:1:1")
+        return _Undone("rolled_back", True, "the down file ran and the schema is back exactly as before")
+
+    def rollback(self, version: str, *, commit: str | None = None) -> Outcome:
+        """Undo an applied migration with the down text stored in the ledger when it was applied."""
+        self._refuse_if_dirty()
+        started = _now()
+        entry = self.ledger.get(version)
+        if entry is None or entry.status != "applied":
+            raise Blocked(f"{version} is not applied ({entry.status if entry else 'not in the ledger'}); "
+                          "nothing to roll back")
+        if _sha256(entry.down_sql) != entry.down_checksum:
+            raise Blocked(f"{version}: the down text in the ledger does not match its checksum; refusing to run it")
+        migration = Migration(version, entry.name)
+        down = parse_sql(Path(f"{version}_{entry.name}.down.sql"), entry.down_sql)
+        baseline = Baseline.model_validate(entry.baseline)
+        rows_before = snapshot.row_counts(self.conn, self._tables(baseline))
+        self.ledger.event(version, "rollback started", {}, commit)
+        undone = self._undo(version, down, baseline)
+        self.ledger.finish(version, undone.status, schema_restored=undone.restored,
+                           error=None if undone.status == "rolled_back" else undone.detail, commit=commit)
+        outcome = self._outcome(
+            migration, undone.status, started, reason=undone.detail, baseline=baseline,
+            schema_restored=undone.restored, where=undone.where,
+            rows_after=snapshot.row_counts(self.conn, self._tables(baseline)),
+        )
+        return outcome.model_copy(update={"rows_before": rows_before})
+
+    def resolve(self, version: str, status: Literal["applied", "rolled_back"], *, note: str = "") -> None:
+        """Clear a dirty migration after a human looked at the database."""
+        entry = self.ledger.get(version)
+        if entry is None or entry.status != "dirty":
+            state = entry.status if entry else "not in the ledger"
+            raise UsageError(f"{version} is not dirty ({state}); nothing to resolve")
+        self.ledger.set_status(version, status, note=note or "resolved by hand")
+
+    # -- outcomes ---------------------------------------------------------------------------
+
+    def _tables(self, baseline: Baseline) -> dict[str, tuple[str, str]]:
+        return snapshot.existing_tables(self.conn, list(baseline.row_counts))
+
+    def _interrupted(self, migration: Migration, baseline: Baseline, started: datetime, step: Step) -> Outcome:
+        self.ledger.event(migration.version, "interrupted", {"step": step.number})
+        return self._outcome(
+            migration, "interrupted", started, baseline=baseline,
+            reason=f"stopped at step {step.number}; the next run resumes it",
+        )
+
+    def _outcome(
+        self, migration: Migration, status: OutcomeStatus, started: datetime, *, reason: str = "",
+        baseline: Baseline | None = None, gates: list[GateResult] | None = None, where: str | None = None,
+        schema_restored: bool | None = None, rows_after: dict[str, int] | None = None,
+    ) -> Outcome:
+        finished = _now()
+        return Outcome(
+            version=migration.version, name=migration.name, status=status, reason=reason,
+            started_at=started, finished_at=finished, duration_s=(finished - started).total_seconds(),
+            rows_before=baseline.row_counts if baseline else {}, rows_after=rows_after or {},
+            validation=gates or [], schema_restored=schema_restored, where=where,
+        )
+
+
+def _message(exc: psycopg.Error) -> str:
+    diag = exc.diag
+    text = diag.message_primary or str(exc).strip()
+    if diag.sqlstate:
+        text = f"{text} (SQLSTATE {diag.sqlstate})"
+    return text

@@ -1,0 +1,273 @@
+"""The ledger: lockgate's own tables in the target database, and the one-applier lock.
+
+Everything lives in one schema (`settings.ledger_schema`, default `lockgate`). The schema is
+created and upgraded by lockgate itself: `schema_version` holds the number of upgrade steps
+applied, each step is idempotent DDL, and the steps run in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any, Literal
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from pydantic import BaseModel
+
+from lockgate.controller import backfill
+
+Status = Literal["applying", "applied", "failed", "rolled_back", "dirty"]
+STATUSES: tuple[str, ...] = ("applying", "applied", "failed", "rolled_back", "dirty")
+
+# Upgrade steps, in order; `{schema}` is filled in with psycopg.sql. Never edit a step that
+# has shipped: append a new one.
+_UPGRADES: tuple[str, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS {schema}.migrations (
+        version           text PRIMARY KEY,
+        name              text NOT NULL,
+        status            text NOT NULL CHECK (status IN ('applying', 'applied', 'failed', 'rolled_back', 'dirty')),
+        up_checksum       text NOT NULL,
+        down_checksum     text NOT NULL,
+        validate_checksum text NOT NULL,
+        up_sql            text NOT NULL,
+        down_sql          text NOT NULL,
+        validate_sql      text NOT NULL,
+        commit_sha        text,
+        started_at        timestamptz NOT NULL DEFAULT now(),
+        finished_at       timestamptz,
+        steps_done        integer NOT NULL DEFAULT 0,
+        baseline          jsonb,
+        validation        jsonb,
+        schema_restored   boolean,
+        error             text
+    );
+    CREATE TABLE IF NOT EXISTS {schema}.events (
+        id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        version    text NOT NULL,
+        at         timestamptz NOT NULL DEFAULT clock_timestamp(),
+        event      text NOT NULL,
+        detail     jsonb NOT NULL DEFAULT '{{}}'::jsonb,
+        commit_sha text
+    );
+    CREATE INDEX IF NOT EXISTS events_version_idx ON {schema}.events (version, id);
+    """,
+)
+
+
+class LedgerEntry(BaseModel):
+    """One migration's row in the ledger, without its texts and JSON (cheap to list)."""
+
+    version: str
+    name: str
+    status: Status
+    up_checksum: str
+    down_checksum: str
+    validate_checksum: str
+    commit_sha: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    steps_done: int
+    schema_restored: bool | None
+    error: str | None
+
+
+class LedgerRecord(LedgerEntry):
+    """The whole row: the files' text as applied, the baseline and the validation results."""
+
+    up_sql: str
+    down_sql: str
+    validate_sql: str
+    baseline: dict[str, Any] | None
+    validation: list[dict[str, Any]] | None
+
+
+class ApplierBusy(Exception):
+    """Another lockgate applier holds the ledger lock."""
+
+
+def lock_key(schema: str) -> int:
+    """A stable signed 64-bit advisory-lock key for this ledger schema."""
+    digest = hashlib.sha256(f"lockgate applier:{schema}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _holder(conn: psycopg.Connection, key: int) -> str:
+    """Who holds the applier lock, for the refusal message."""
+    unsigned = key & 0xFFFFFFFFFFFFFFFF
+    row = conn.execute(
+        """
+        SELECT a.pid, a.usename, a.application_name, a.client_addr::text, a.backend_start
+        FROM pg_locks AS l JOIN pg_stat_activity AS a USING (pid)
+        WHERE l.locktype = 'advisory' AND l.granted AND l.database = (
+                  SELECT oid FROM pg_database WHERE datname = current_database())
+              AND l.classid::bigint = %s AND l.objid::bigint = %s AND l.objsubid = 1
+        """,
+        (unsigned >> 32, unsigned & 0xFFFFFFFF),
+    ).fetchone()
+    if row is None:
+        return "another session"
+    pid, user, app, addr, since = row
+    return (
+        f"pid {pid} (user {user}, application {app or '-'}, from {addr or 'local socket'}, "
+        f"since {since:%Y-%m-%d %H:%M:%S%z})"
+    )
+
+
+def acquire_applier_lock(conn: psycopg.Connection, schema: str, *, wait: bool) -> None:
+    """Take the session-level applier lock on `conn`, or raise ApplierBusy.
+
+    `conn` must be a connection of its own, kept open for the whole run: the lock lives as
+    long as its session. With `wait`, block until the other applier is done.
+    """
+    key = lock_key(schema)
+    if wait:
+        conn.execute("SET lock_timeout = 0")
+        conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+        return
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+    if row is None or not row[0]:
+        raise ApplierBusy(
+            f"another lockgate applier is running on this database ({_holder(conn, key)}); "
+            "try again later or pass --wait"
+        )
+
+
+class Ledger:
+    """Reads and writes the ledger tables through one connection.
+
+    Writes follow the connection's transaction state, so a write made inside the
+    migration's own transaction commits or rolls back with it.
+    """
+
+    def __init__(self, conn: psycopg.Connection, schema: str) -> None:
+        self.conn = conn
+        self.schema = schema
+        self._table = sql.Identifier(schema, "migrations")
+        self._events = sql.Identifier(schema, "events")
+
+    def exists(self) -> bool:
+        row = self.conn.execute("SELECT to_regclass(%s)", (self._name("migrations"),)).fetchone()
+        return row is not None and row[0] is not None
+
+    def _name(self, table: str) -> str:
+        return sql.Identifier(self.schema, table).as_string(self.conn)
+
+    def setup(self) -> None:
+        """Create or upgrade the ledger schema; safe to run any number of times."""
+        ident = sql.Identifier(self.schema)
+        with self.conn.transaction():
+            self.conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
+            self.conn.execute(
+                sql.SQL("CREATE TABLE IF NOT EXISTS {} (version integer NOT NULL)").format(
+                    sql.Identifier(self.schema, "schema_version")
+                )
+            )
+            row = self.conn.execute(
+                sql.SQL("SELECT max(version) FROM {}").format(sql.Identifier(self.schema, "schema_version"))
+            ).fetchone()
+            current = (row[0] if row else None) or 0
+            for step in _UPGRADES[current:]:
+                self.conn.execute(sql.SQL(step).format(schema=ident))
+            if current < len(_UPGRADES):
+                self.conn.execute(
+                    sql.SQL("DELETE FROM {}").format(sql.Identifier(self.schema, "schema_version"))
+                )
+                self.conn.execute(
+                    sql.SQL("INSERT INTO {} VALUES (%s)").format(sql.Identifier(self.schema, "schema_version")),
+                    (len(_UPGRADES),),
+                )
+            backfill.ensure_tables(self.conn, self.schema)
+
+    def entries(self, *, status: Status | None = None) -> dict[str, LedgerEntry]:
+        """Every row (or those with `status`) by version, without the heavy columns."""
+        if not self.exists():
+            return {}
+        columns = sql.SQL(", ").join(map(sql.Identifier, LedgerEntry.model_fields))
+        query = sql.SQL("SELECT {} FROM {} WHERE %(status)s::text IS NULL OR status = %(status)s ORDER BY version")
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(query.format(columns, self._table), {"status": status})
+            return {row["version"]: LedgerEntry.model_validate(row) for row in cur.fetchall()}
+
+    def get(self, version: str) -> LedgerRecord | None:
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(sql.SQL("SELECT * FROM {} WHERE version = %s").format(self._table), (version,))
+            row = cur.fetchone()
+        return LedgerRecord.model_validate(row) if row else None
+
+    def begin(self, record: dict[str, Any]) -> None:
+        """Start (or restart) a migration: its row becomes `applying` with steps_done = 0."""
+        columns = [
+            "version", "name", "up_checksum", "down_checksum", "validate_checksum",
+            "up_sql", "down_sql", "validate_sql", "commit_sha", "baseline",
+        ]
+        values = {**record, "baseline": Jsonb(record["baseline"])}
+        self.conn.execute(
+            sql.SQL(
+                "INSERT INTO {table} ({cols}, status, started_at) VALUES ({vals}, 'applying', now()) "
+                "ON CONFLICT (version) DO UPDATE SET {updates}, status = 'applying', started_at = now(), "
+                "finished_at = NULL, steps_done = 0, validation = NULL, schema_restored = NULL, error = NULL"
+            ).format(
+                table=self._table,
+                cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
+                vals=sql.SQL(", ").join(sql.Placeholder(c) for c in columns),
+                updates=sql.SQL(", ").join(
+                    sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in columns[1:]
+                ),
+            ),
+            values,
+        )
+        self.event(record["version"], "started", {"name": record["name"]}, record.get("commit_sha"))
+
+    def step_done(self, version: str, steps_done: int) -> None:
+        self.conn.execute(
+            sql.SQL("UPDATE {} SET steps_done = %s WHERE version = %s").format(self._table),
+            (steps_done, version),
+        )
+
+    def finish(
+        self,
+        version: str,
+        status: Status,
+        *,
+        validation: list[dict[str, Any]] | None = None,
+        schema_restored: bool | None = None,
+        error: str | None = None,
+        commit: str | None = None,
+    ) -> None:
+        self.conn.execute(
+            sql.SQL(
+                "UPDATE {} SET status = %s, finished_at = clock_timestamp(), "
+                "validation = coalesce(%s, validation), schema_restored = %s, error = %s WHERE version = %s"
+            ).format(self._table),
+            (status, Jsonb(validation) if validation is not None else None, schema_restored, error, version),
+        )
+        self.event(version, status, {"error": error} if error else {}, commit)
+
+    def set_status(self, version: str, status: Status, *, note: str, commit: str | None = None) -> None:
+        """A status change made by a human (`lockgate resolve`), kept in the history."""
+        self.conn.execute(
+            sql.SQL("UPDATE {} SET status = %s, finished_at = clock_timestamp() WHERE version = %s").format(
+                self._table
+            ),
+            (status, version),
+        )
+        self.event(version, f"resolved as {status}", {"note": note}, commit)
+
+    def event(self, version: str, event: str, detail: dict[str, Any], commit: str | None = None) -> None:
+        self.conn.execute(
+            sql.SQL("INSERT INTO {} (version, event, detail, commit_sha) VALUES (%s, %s, %s, %s)").format(
+                self._events
+            ),
+            (version, event, Jsonb(detail), commit),
+        )
+
+    def events(self, version: str) -> list[tuple[str, dict[str, Any]]]:
+        rows = self.conn.execute(
+            sql.SQL("SELECT event, detail FROM {} WHERE version = %s ORDER BY id").format(self._events),
+            (version,),
+        ).fetchall()
+        return [(event, detail) for event, detail in rows]
