@@ -32,7 +32,7 @@ def test_a_down_that_forgets_something_is_a_finding_at_the_down_file(
     code = main(["verify-rollback", "--dir", str(tmp_path), "--dsn", pg_server.admin_dsn])  # type: ignore[attr-defined]
     out = capsys.readouterr().out
     assert code == 1
-    assert out.startswith(f"{tmp_path / '2_columns.down.sql'}:1:1: LG904 down does not undo up: ")
+    assert out.startswith(f"{tmp_path / '2_columns.down.sql'}:1:1: LG954 down does not undo up: ")
     assert "relation public.t › column b: added (was not there before)" in out
 
 
@@ -43,7 +43,7 @@ def test_a_down_that_fails_points_at_its_statement(
         down="-- Description: wrong table\n\nDROP TABLE t;\nDROP TABLE nope;")
     assert main(["verify-rollback", "--dir", str(tmp_path), "--dsn", pg_server.admin_dsn]) == 1  # type: ignore[attr-defined]
     out = capsys.readouterr().out
-    assert out.startswith(f"{tmp_path / '1_table.down.sql'}:4:1: LG903 down does not undo up: ")
+    assert out.startswith(f"{tmp_path / '1_table.down.sql'}:4:1: LG953 down does not undo up: ")
     assert 'table "nope" does not exist' in out
 
 
@@ -53,7 +53,7 @@ def test_an_up_that_fails_a_gate_is_a_finding_at_the_gate(
     add(tmp_path, "1", "table", up="CREATE TABLE t (id int);", down="DROP TABLE t;",
         validate="-- Gate: has rows.\nSELECT count(*) > 0 AS has_rows FROM t;")
     assert main(["verify-rollback", "--dir", str(tmp_path), "--dsn", pg_server.admin_dsn]) == 1  # type: ignore[attr-defined]
-    assert capsys.readouterr().out.startswith(f"{tmp_path / '1_table.validate.sql'}:2:1: LG902 ")
+    assert capsys.readouterr().out.startswith(f"{tmp_path / '1_table.validate.sql'}:2:1: LG952 ")
 
 
 def test_only_the_named_files_are_verified_on_a_throwaway_server(

@@ -3,7 +3,7 @@
 For each migration chosen (all, or those whose files are named, as pre-commit passes them),
 after applying every migration before it: up → validate → down → the catalog equals the one
 before up → up again → the catalog equals the one after the first up. Each failure is a
-finding `path:line:col: LG9xx message`; the run stops at the first one, since the
+finding `path:line:col: LG95x message`; the run stops at the first one, since the
 migrations after it build on it. Exit 1 when there are findings.
 """
 
@@ -21,13 +21,13 @@ from lockgate.hooks import migrationset
 from lockgate.hooks.errors import Problem
 from lockgate.hooks.migrationset import FILE_NAME, Migration
 
-UP_FAILED = "LG901"
-GATE_FAILED = "LG902"
-DOWN_FAILED = "LG903"
-SCHEMA_NOT_RESTORED = "LG904"
-UP_AGAIN_FAILED = "LG905"
-UP_AGAIN_DIFFERS = "LG906"
-EARLIER_FAILED = "LG907"
+UP_FAILED = "LG951"
+GATE_FAILED = "LG952"
+DOWN_FAILED = "LG953"
+SCHEMA_NOT_RESTORED = "LG954"
+UP_AGAIN_FAILED = "LG955"
+UP_AGAIN_DIFFERS = "LG956"
+EARLIER_FAILED = "LG957"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
