@@ -79,9 +79,9 @@ def verify(migration_set: MigrationSet) -> list[SumProblem]:
         for name in recorded_names
         if name not in actual_names
     ]
-    for name in actual_names:
+    for at, name in enumerate(actual_names):
         if name not in recorded_names:
-            later = next((n for n in recorded_names if n > name), None)
+            later = next((n for n in actual_names[at + 1:] if n in recorded_names), None)
             where = f" before already-summed {later}" if later else ""
             problems.append(SumProblem(migration_set.directory / name, 1, f"{name} was added{where}"))
     if not problems and recorded_names != actual_names:
