@@ -1,0 +1,180 @@
+"""Small readers of libpg_query parse-tree shapes shared by the rule families.
+
+Kept apart from the rules so each rule module reads as rules; the leading underscore keeps
+the linter's rule discovery from importing it as a family of its own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from lockgate.hooks.rules.context import Context, name_key, relation_key
+from lockgate.hooks.sqlmodel import Node, Statement, qualified_names, walk_nodes
+
+# Columns whose names say they hold a key: `id`, `customer_id`, `uuid`, `order_uuid`.
+_KEY_NAME = re.compile(r"^(?:.+_)?(?:id|uuid)$")
+# Types that are an integer plus a sequence-fed default.
+SERIAL_TYPES = frozenset({"serial", "serial2", "serial4", "serial8", "smallserial", "bigserial"})
+
+
+def is_key_name(column: str) -> bool:
+    return bool(_KEY_NAME.match(column))
+
+
+def table_name(range_var: Node) -> str:
+    """The table as written (schema-qualified when it was), for messages."""
+    schema = range_var.get("schemaname")
+    name = str(range_var.get("relname", ""))
+    return f"{schema}.{name}" if schema else name
+
+
+def alter_cmds(node: Node) -> Iterator[Node]:
+    """The AlterTableCmd bodies of an ALTER TABLE."""
+    for item in node.get("cmds", []):
+        cmd = item.get("AlterTableCmd")
+        if cmd is not None:
+            yield cmd
+
+
+def base_type(type_name: Node) -> str:
+    """The type's own name without schema: "int4", "serial", "varchar" (for `pg_catalog.varchar`)."""
+    names = qualified_names(type_name.get("names", []))
+    return names[-1] if names else ""
+
+
+def column_defs(stmt: Statement) -> Iterator[tuple[Node, Node]]:
+    """(ColumnDef, table RangeVar) for every column a CREATE TABLE or ALTER TABLE ADD COLUMN declares."""
+    node = stmt.node
+    if stmt.kind in ("CreateStmt", "CreateForeignTableStmt"):
+        base = node.get("base", {}) if stmt.kind == "CreateForeignTableStmt" else node
+        relation = base.get("relation", {})
+        for element in base.get("tableElts", []):
+            if "ColumnDef" in element:
+                yield element["ColumnDef"], relation
+    elif stmt.kind == "AlterTableStmt":
+        relation = node.get("relation", {})
+        for cmd in alter_cmds(node):
+            if cmd.get("subtype") == "AT_AddColumn" and "ColumnDef" in cmd.get("def", {}):
+                yield cmd["def"]["ColumnDef"], relation
+
+
+def typed_columns(stmt: Statement) -> Iterator[tuple[str, Node, Node | None]]:
+    """(column, TypeName, ColumnDef or None) for declared columns and ALTER COLUMN … TYPE."""
+    for column, _ in column_defs(stmt):
+        if "typeName" in column:
+            yield column.get("colname", ""), column["typeName"], column
+    if stmt.kind == "AlterTableStmt":
+        for cmd in alter_cmds(stmt.node):
+            if cmd.get("subtype") == "AT_AlterColumnType":
+                definition = cmd.get("def", {}).get("ColumnDef", {})
+                if "typeName" in definition:
+                    yield cmd.get("name", ""), definition["typeName"], None
+
+
+def constraint_types(column: Node) -> set[str]:
+    """The contype of every constraint written on a column: {"CONSTR_NOTNULL", …}."""
+    return {c.get("Constraint", {}).get("contype", "") for c in column.get("constraints", [])}
+
+
+def has_limit(tree: Node) -> bool:
+    """Whether a sub-select anywhere in `tree` has a LIMIT (a hand-picked slice of rows)."""
+    return any("limitCount" in select for select in walk_nodes(tree, "SelectStmt"))
+
+
+def is_new_column(ctx: Context, range_var: Node, column: str) -> bool:
+    return ctx.is_new(range_var) or (relation_key(range_var), column) in ctx.new_columns
+
+
+def drop_targets(node: Node) -> Iterator[tuple[str, str]]:
+    """(key the context tracks, name as written) for each object of a DROP statement."""
+    kind = node.get("removeType", "")
+    for item in node.get("objects", []):
+        names = _names_of(item)
+        if not names:
+            continue
+        written = ".".join(qualified_names(names))
+        if kind in ("OBJECT_TRIGGER", "OBJECT_POLICY", "OBJECT_RULE"):
+            yield f"{name_key(names[:-1])}.{qualified_names(names[-1:])[0]}", written
+        else:
+            yield name_key(names), written
+
+
+_OBJECT_KIND = {
+    "OBJECT_FUNCTION": "function", "OBJECT_PROCEDURE": "function", "OBJECT_ROUTINE": "function",
+    "OBJECT_SCHEMA": "schema", "OBJECT_EXTENSION": "extension",
+    "OBJECT_TRIGGER": "trigger", "OBJECT_POLICY": "policy", "OBJECT_RULE": "rule",
+}
+_RELATION_KINDS = {
+    "OBJECT_TABLE", "OBJECT_VIEW", "OBJECT_MATVIEW", "OBJECT_SEQUENCE", "OBJECT_FOREIGN_TABLE", "OBJECT_INDEX",
+}
+
+
+def created_here(ctx: Context, object_type: str, key: str) -> bool:
+    """Whether this migration created the object (so dropping or changing it breaks nothing)."""
+    if object_type in _RELATION_KINDS:
+        return key in ctx.new_relations or key in ctx.new_indexes
+    if object_type in ("OBJECT_TYPE", "OBJECT_DOMAIN"):
+        return key in ctx.new_types
+    kind = _OBJECT_KIND.get(object_type)
+    if kind is None:
+        return False
+    if kind in ("trigger", "policy", "rule") and key.rpartition(".")[0] in ctx.new_relations:
+        return True
+    return (kind, key) in ctx.new_objects
+
+
+def object_word(object_type: str) -> str:
+    """"OBJECT_MATVIEW" → "materialized view", for messages."""
+    return {"OBJECT_MATVIEW": "materialized view", "OBJECT_FOREIGN_TABLE": "foreign table"}.get(
+        object_type, object_type.removeprefix("OBJECT_").lower().replace("_", " ")
+    )
+
+
+def _names_of(item: Node) -> list[Node]:
+    if "List" in item:
+        return list(item["List"].get("items", []))
+    if "TypeName" in item:
+        return list(item["TypeName"].get("names", []))
+    if "ObjectWithArgs" in item:
+        return list(item["ObjectWithArgs"].get("objname", []))
+    return [item] if "String" in item else []
+
+
+def named_object(node: Node) -> tuple[str, str]:
+    """(context key, name as written) of the object a RENAME / SET SCHEMA / ALTER … names."""
+    if "relation" in node:
+        return relation_key(node["relation"]), table_name(node["relation"])
+    names = _names_of(node.get("object", {}))
+    if names:
+        return name_key(names), ".".join(qualified_names(names))
+    subname = str(node.get("subname", ""))
+    return subname, subname
+
+
+def _declared_name(stmt: Statement) -> str | None:
+    """The bare name a CREATE (or RENAME … TO) statement gives an object."""
+    node = stmt.node
+    if stmt.kind == "RenameStmt":
+        return str(node.get("newname", ""))
+    for key in ("funcname", "typeName", "domainname"):
+        if stmt.kind != "AlterEnumStmt" and isinstance(node.get(key), list):
+            names = qualified_names(node[key])
+            return names[-1] if names else None
+    for key in ("view", "sequence", "typevar"):
+        if key in node:
+            return str(node[key].get("relname", ""))
+    if stmt.kind == "CreateTableAsStmt":
+        return str(node.get("into", {}).get("rel", {}).get("relname", ""))
+    if stmt.kind == "CreateExtensionStmt":
+        return str(node.get("extname", ""))
+    return None
+
+
+def replaced_later(ctx: Context, stmt: Statement, written: str) -> bool:
+    """Whether a later statement of the file re-creates the object `stmt` drops (DROP then CREATE
+    of a view or function is how its definition changes incompatibly)."""
+    if ctx.sql is None:
+        return False
+    name = written.rpartition(".")[2]
+    return any(s.line > stmt.line and _declared_name(s) == name for s in ctx.sql.statements)
