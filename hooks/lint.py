@@ -25,7 +25,7 @@ from lockgate.hooks.txmode import runs_in_transaction
 
 SYNTAX_RULE = ("LG000", "syntax-error")
 _KIND = re.compile(r"\.(up|down|validate)\.sql$")
-# Below this many files forking workers costs more than it saves (bench/lint measures it).
+# Below this many migrations forking workers costs more than it saves (bench/lint measures it).
 _PARALLEL_FROM = 48
 
 
@@ -52,11 +52,13 @@ def all_rules() -> tuple[Rule, ...]:
 
 
 @cache
-def _dispatch() -> dict[str, tuple[Rule, ...]]:
+def _dispatch(file: str) -> dict[str, tuple[Rule, ...]]:
+    """Statement kind -> the rules that read it in this kind of file."""
     table: dict[str, list[Rule]] = {}
     for rule in all_rules():
-        for kind in rule.kinds:
-            table.setdefault(kind, []).append(rule)
+        if file in rule.file_kinds:
+            for kind in rule.kinds:
+                table.setdefault(kind, []).append(rule)
     return {k: tuple(v) for k, v in table.items()}
 
 
@@ -77,15 +79,17 @@ def lint_sql(
         ctx.new_types |= inherited.new_types
         ctx.new_columns |= inherited.new_columns
         ctx.new_objects |= inherited.new_objects
-    dispatch = _dispatch()
+    dispatch = _dispatch(kind)
     file_ignored = sql.ignored_rules
     findings: list[Finding] = []
     for stmt in sql.walk():
-        ignored = file_ignored | stmt.ignored_rules
-        if stmt.parent is not None:
-            ignored |= stmt.parent.ignored_rules
-        for rule in dispatch.get(stmt.kind, ()):
-            if kind not in rule.file_kinds or rule.code in ignored or rule.name in ignored:
+        rules = dispatch.get(stmt.kind, ())
+        ignored = file_ignored
+        # Most statements carry no directive: skip building ignore sets for them.
+        if rules and (stmt.directives or (stmt.parent is not None and stmt.parent.directives)):
+            ignored = ignored | stmt.ignored_rules | (stmt.parent.ignored_rules if stmt.parent else frozenset())
+        for rule in rules:
+            if ignored and (rule.code in ignored or rule.name in ignored):
                 continue
             for hit in rule.check(stmt, ctx):
                 hit = Hit(hit) if isinstance(hit, str) else hit
@@ -105,7 +109,11 @@ def _syntax_finding(exc: InputError) -> list[Finding]:
 
 
 def _read(path: Path) -> SqlFile:
-    return parse_sql(path, decode(path, path.read_bytes()))
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError.at(path, 1, 1, f"cannot read the file: {exc.strerror or exc}") from None
+    return parse_sql(path, decode(path, data))
 
 
 def _lint_group(group: tuple[Path, ...], pg_version: int) -> list[Finding]:
@@ -166,10 +174,8 @@ def _lint_in_parallel(groups: Sequence[tuple[Path, ...]], pg_version: int, worke
     """
     import multiprocessing
 
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else None)
     first, *rest = _split(groups, workers)
-    with context.Pool(len(rest)) as pool:
+    with multiprocessing.get_context("fork").Pool(len(rest)) as pool:
         pending = pool.starmap_async(_lint_groups, [(share, pg_version) for share in rest])
         findings = _lint_groups(first, pg_version)
         for share in pending.get():
@@ -177,12 +183,23 @@ def _lint_in_parallel(groups: Sequence[tuple[Path, ...]], pg_version: int, worke
     return findings
 
 
+def _workers(groups: int) -> int:
+    """How many processes to lint with: one per usable CPU, when forking is safe and worth it."""
+    if groups < _PARALLEL_FROM or not hasattr(os, "fork"):
+        return 1
+    import threading
+
+    # fork copies only the calling thread: with others running, a child could wait forever on a
+    # lock one of them held (a caller such as the controller may have threads).
+    if threading.active_count() > 1:
+        return 1
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(usable, groups)
+
+
 def lint_paths(paths: Sequence[Path], *, pg_version: int) -> LintResult:
     groups = _groups(paths)
-    workers = min(os.cpu_count() or 1, len(groups))
-    if len(paths) >= _PARALLEL_FROM and workers > 1:
-        found = _lint_in_parallel(groups, pg_version, workers)
-    else:
-        found = _lint_groups(groups, pg_version)
+    workers = _workers(len(groups))
+    found = _lint_in_parallel(groups, pg_version, workers) if workers > 1 else _lint_groups(groups, pg_version)
     findings = sorted(found, key=lambda f: (str(f.path), f.line, f.column, f.rule))
     return LintResult(findings, bad_input=any(f.rule == SYNTAX_RULE[0] for f in findings))

@@ -1,0 +1,220 @@
+"""What the linter knows at a statement: the target version and what this migration did so far.
+
+Rules ask the context instead of guessing: a table created earlier in the same migration is
+new (indexing or filling it blocks nobody), a constraint added NOT VALID earlier in the same
+transaction cannot be validated cheaply yet, and so on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lockgate.hooks.sqlmodel import Node, SqlFile, Statement, qualified_names
+
+
+def relation_key(range_var: Node) -> str:
+    """A table's name as the linter tracks it: `public.x` and `x` are the same table."""
+    schema = range_var.get("schemaname")
+    name = range_var.get("relname", "")
+    return name if schema in (None, "public") else f"{schema}.{name}"
+
+
+def name_key(names: list[Node]) -> str:
+    """Same as relation_key for a qualified name list (`DROP INDEX s.i`, type names)."""
+    parts = qualified_names(names)
+    if len(parts) >= 2 and parts[-2] == "public":
+        parts = parts[-1:]
+    return ".".join(parts[-2:])
+
+
+def renamed_key(node: Node, new: str, *, new_schema: bool = False) -> str:
+    """`OBJECT_COLUMN:t.b` for the object a RENAME / SET SCHEMA `node` leaves behind under the name `new`.
+
+    A down file that renames it back is restoring, not breaking running code.
+    """
+    object_type = node.get("renameType") or node.get("objectType", "")
+    if object_type in ("OBJECT_COLUMN", "OBJECT_ATTRIBUTE"):
+        return f"{object_type}:{relation_key(node.get('relation', {}))}.{new}"
+    if "relation" in node:
+        relation = node["relation"]
+        schema, name = (new, relation.get("relname")) if new_schema else (relation.get("schemaname"), new)
+        return f"{object_type}:{relation_key({'schemaname': schema, 'relname': name})}"
+    item: Node = node.get("object", {})
+    if "ObjectWithArgs" in item:
+        names = qualified_names(item["ObjectWithArgs"].get("objname", []))
+    else:
+        names = qualified_names(item.get("List", {}).get("items", []))
+    name = names[-1] if names else str(node.get("subname", ""))
+    schema = new if new_schema else (names[-2] if len(names) > 1 else None)
+    return f"{object_type}:{relation_key({'schemaname': schema, 'relname': name if new_schema else new})}"
+
+
+@dataclass(slots=True)
+class Context:
+    path: Path
+    pg_version: int
+    file_kind: str = "up"  # up, down or validate
+    # The engine runs the whole file as one transaction (no non-transactional statement, no directive).
+    transactional: bool = True
+    # Depth of BEGIN … COMMIT written in the file itself.
+    explicit_tx: int = 0
+    new_relations: set[str] = field(default_factory=set)
+    new_indexes: set[str] = field(default_factory=set)
+    new_types: set[str] = field(default_factory=set)
+    new_columns: set[tuple[str, str]] = field(default_factory=set)
+    # Constraints added NOT VALID in the current transaction: name -> table.
+    not_valid_in_tx: dict[str, str] = field(default_factory=dict)
+    # Enum values added in the current transaction: (type, value).
+    enum_values_in_tx: set[tuple[str, str]] = field(default_factory=set)
+    previous: list[Statement] = field(default_factory=list)
+    # Other objects created earlier in this migration, as (kind, name): ("function", "f"),
+    # ("schema", "s"), ("extension", "e"), ("trigger"/"policy"/"rule", "table.name").
+    new_objects: set[tuple[str, str]] = field(default_factory=set)
+    # The file being linted, for rules about the file as a whole (directives attached to nothing).
+    sql: SqlFile | None = None
+    # Types of columns added in this migration, (table, column) -> TypeName node.
+    column_types: dict[tuple[str, str], Node] = field(default_factory=dict)
+    # Domains created here with a CHECK (a column of one is written row by row).
+    constrained_domains: set[str] = field(default_factory=set)
+    # Constraints added in this migration: name -> (table, the column a CHECK (col IS NOT NULL) proves).
+    constraints_added: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    # Constraints made valid in this migration (validated, or added without NOT VALID): name -> table.
+    valid_constraints: dict[str, str] = field(default_factory=dict)
+    # Outside a transaction block each top-level statement (with the statements of its DO body)
+    # commits alone; this is the one whose transaction the per-transaction state belongs to.
+    _autocommit_owner: Statement | None = field(default=None, repr=False)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.transactional or self.explicit_tx > 0
+
+    def is_new(self, range_var: Node) -> bool:
+        return relation_key(range_var) in self.new_relations
+
+    def shares_transaction(self, stmt: Statement) -> bool:
+        """Whether the per-transaction state (not_valid_in_tx, …) is from `stmt`'s transaction."""
+        return self.in_transaction or (stmt.parent or stmt) is self._autocommit_owner
+
+    def observe(self, stmt: Statement) -> None:
+        """Record what `stmt` created or changed, after the rules have looked at it."""
+        self.previous.append(stmt)
+        top = stmt.parent or stmt
+        if not self.in_transaction and top is not self._autocommit_owner:
+            self._end_transaction()  # the previous statement committed on its own
+            self._autocommit_owner = top
+        handler = getattr(self, f"_after_{stmt.kind}", None)
+        if handler is not None:
+            handler(stmt.node)
+
+    def _end_transaction(self) -> None:
+        self.not_valid_in_tx.clear()
+        self.enum_values_in_tx.clear()
+
+    def _after_TransactionStmt(self, node: Node) -> None:
+        kind = node.get("kind", "")
+        if kind in ("TRANS_STMT_BEGIN", "TRANS_STMT_START"):
+            self.explicit_tx += 1
+        elif kind in ("TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK", "TRANS_STMT_COMMIT_PREPARED"):
+            self.explicit_tx = max(0, self.explicit_tx - 1)
+            self._end_transaction()
+
+    def _after_CreateStmt(self, node: Node) -> None:
+        self.new_relations.add(relation_key(node.get("relation", {})))
+
+    def _after_CreateTableAsStmt(self, node: Node) -> None:
+        into = node.get("into", {})
+        into = into.get("IntoClause", into)  # libpg_query inlines the IntoClause here
+        self.new_relations.add(relation_key(into.get("rel", {})))
+
+    def _after_ViewStmt(self, node: Node) -> None:
+        self.new_relations.add(relation_key(node.get("view", {})))
+
+    def _after_IndexStmt(self, node: Node) -> None:
+        if node.get("idxname"):
+            schema = node.get("relation", {}).get("schemaname")
+            self.new_indexes.add(relation_key({"schemaname": schema, "relname": node["idxname"]}))
+
+    def _after_CreateEnumStmt(self, node: Node) -> None:
+        self.new_types.add(name_key(node.get("typeName", [])))
+
+    def _after_CompositeTypeStmt(self, node: Node) -> None:
+        self.new_types.add(relation_key(node.get("typevar", {})))
+
+    def _after_CreateDomainStmt(self, node: Node) -> None:
+        self.new_types.add(name_key(node.get("domainname", [])))
+        if any(c.get("Constraint", {}).get("contype") == "CONSTR_CHECK" for c in node.get("constraints", [])):
+            self.constrained_domains.add(name_key(node.get("domainname", [])))
+
+    def _after_AlterDomainStmt(self, node: Node) -> None:
+        if node.get("subtype") == "C" and node.get("def", {}).get("Constraint", {}).get("contype") == "CONSTR_CHECK":
+            self.constrained_domains.add(name_key(node.get("typeName", [])))
+
+    def _after_PLpgSQL_stmt_commit(self, node: Node) -> None:
+        self._end_transaction()
+
+    def _after_PLpgSQL_stmt_rollback(self, node: Node) -> None:
+        self._end_transaction()
+
+    def _after_AlterEnumStmt(self, node: Node) -> None:
+        if "newVal" in node and not node.get("oldVal"):
+            self.enum_values_in_tx.add((name_key(node.get("typeName", [])), node["newVal"]))
+
+    def _after_AlterTableStmt(self, node: Node) -> None:
+        table = relation_key(node.get("relation", {}))
+        for item in node.get("cmds", []):
+            cmd: dict[str, Any] = item.get("AlterTableCmd", {})
+            subtype = cmd.get("subtype")
+            definition = cmd.get("def", {})
+            if subtype == "AT_AddColumn":
+                column = definition.get("ColumnDef", {})
+                self.new_columns.add((table, column.get("colname", "")))
+                self.column_types[(table, column.get("colname", ""))] = column.get("typeName", {})
+            elif subtype == "AT_AddConstraint":
+                self._added_constraint(table, definition.get("Constraint", {}))
+            elif subtype == "AT_ValidateConstraint":
+                self.valid_constraints[cmd.get("name", "")] = table
+
+    def _added_constraint(self, table: str, constraint: Node) -> None:
+        name = constraint.get("conname")
+        if not name:
+            return
+        if constraint.get("skip_validation"):
+            self.not_valid_in_tx[name] = table
+        else:
+            self.valid_constraints[name] = table
+        test = constraint.get("raw_expr", {}).get("NullTest", {})
+        column = qualified_names(test.get("arg", {}).get("ColumnRef", {}).get("fields", []))
+        proves = constraint.get("contype") == "CONSTR_CHECK" and test.get("nulltesttype") == "IS_NOT_NULL"
+        self.constraints_added[name] = (table, column[0] if proves and len(column) == 1 else None)
+
+    def _after_RenameStmt(self, node: Node) -> None:
+        if node.get("renameType") == "OBJECT_TABLE" and relation_key(node.get("relation", {})) in self.new_relations:
+            renamed = {"schemaname": node["relation"].get("schemaname"), "relname": node.get("newname", "")}
+            self.new_relations.add(relation_key(renamed))
+        self.new_objects.add(("renamed", renamed_key(node, node.get("newname", ""))))
+
+    def _after_AlterObjectSchemaStmt(self, node: Node) -> None:
+        self.new_objects.add(("renamed", renamed_key(node, node.get("newschema", ""), new_schema=True)))
+
+    def _after_CreateSeqStmt(self, node: Node) -> None:
+        self.new_relations.add(relation_key(node.get("sequence", {})))
+
+    def _after_CreateSchemaStmt(self, node: Node) -> None:
+        self.new_objects.add(("schema", node.get("schemaname", "")))
+
+    def _after_CreateExtensionStmt(self, node: Node) -> None:
+        self.new_objects.add(("extension", node.get("extname", "")))
+
+    def _after_CreateFunctionStmt(self, node: Node) -> None:
+        self.new_objects.add(("function", name_key(node.get("funcname", []))))
+
+    def _after_CreateTrigStmt(self, node: Node) -> None:
+        self.new_objects.add(("trigger", f"{relation_key(node.get('relation', {}))}.{node.get('trigname', '')}"))
+
+    def _after_CreatePolicyStmt(self, node: Node) -> None:
+        self.new_objects.add(("policy", f"{relation_key(node.get('table', {}))}.{node.get('policy_name', '')}"))
+
+    def _after_RuleStmt(self, node: Node) -> None:
+        self.new_objects.add(("rule", f"{relation_key(node.get('relation', {}))}.{node.get('rulename', '')}"))
