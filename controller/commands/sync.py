@@ -1,0 +1,68 @@
+"""`lockgate sync`: one reconcile pass over the watched branch (see lockgate.controller.sync).
+
+Exit 0 when everything on the branch is applied and everything reverted is rolled back; 1 when a
+migration failed, was refused, waits on an earlier failure, was held back from a rollback, when
+SIGTERM/SIGINT stopped the pass (the next run resumes), or another applier holds the lock; 2 for
+bad input or configuration (nothing applied).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from lockgate.controller import config, sync
+from lockgate.controller.commands.apply import add_wait, engine_errors_exit
+from lockgate.controller.commands.common import add_dir, add_dsn, add_repo
+from lockgate.controller.engine import Blocked
+from lockgate.controller.ledger import ApplierBusy
+from lockgate.controller.source import SourceError
+from lockgate.hooks.errors import UsageError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_repo(parser)
+    add_dir(parser)
+    add_dsn(parser)
+    add_wait(parser)
+
+
+def settings_of(args: argparse.Namespace, **extra: object) -> config.Settings:
+    """Settings with these flags on top (the CLI already warned about secrets among them)."""
+    return config.load(repo=args.repo, branch=args.branch, dir=args.dir, dsn=args.dsn, **extra)
+
+
+def show_progress() -> None:
+    """Backfill progress and git/Kubernetes notices are INFO log lines on stderr."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """An event that SIGTERM (Kubernetes stopping the pod) and SIGINT set instead of killing the
+    process: the current batch finishes and is checkpointed, and the run stops."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+    show_progress()
+    try:
+        with stop_on_signals() as stop:
+            result = sync.run(settings, wait=args.wait, stop=stop)
+    except (ApplierBusy, Blocked) as exc:
+        return engine_errors_exit(exc)
+    except SourceError as exc:
+        raise UsageError(str(exc)) from None
+    return result.exit_code

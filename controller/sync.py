@@ -1,0 +1,485 @@
+"""One reconcile pass: source → plan → apply / roll back → status.
+
+The pass reads the branch (first-parent history and the migration set at its head), compares it
+with the ledger, and acts:
+
+1. Roll back, newest first, every applied migration whose files are gone from the head, with the
+   down text stored in the ledger; the revert commit that removed it gets the note. An applied
+   migration whose commit is no longer in the branch's history (a force-push rewrote it) is not
+   rolled back: the pass reports it and leaves it for a human.
+2. Apply the approved pending migrations in version order, each tied to the commit that brought
+   it to the branch. The first failure, refusal or migration waiting on an earlier failure stops
+   the applies. A failed migration is sticky: it runs again only when a commit changes its files
+   (fix forward) or an operator runs `lockgate retry`.
+
+Every outcome goes to the commit as a git note, to GitHub/GitLab when configured, and to a
+Kubernetes Event. A pass with nothing to do changes nothing and writes nothing, so running it
+again and again is safe; the no-op path costs a few git calls and one ledger query, whatever
+the number of migrations.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+from lockgate.controller import approval, db, forges, kube, redact
+from lockgate.controller.config import Settings
+from lockgate.controller.engine import Engine, Outcome, _failed_earlier, _same_files
+from lockgate.controller.ledger import LedgerEntry, LedgerRecord
+from lockgate.controller.source import REMOTE, BranchHistory, CommitMigrations, CommitRef, Source, ref_exists
+from lockgate.controller.status import GateResult, MigrationRecord, Notes, StatusNote, summary_line
+from lockgate.hooks.check import pair_findings
+from lockgate.hooks.coverage import check_coverage
+from lockgate.hooks.errors import InputError, Problem
+from lockgate.hooks.immutability import first_difference
+from lockgate.hooks.lint import lint_sql
+from lockgate.hooks.migrationset import KINDS, Migration, MigrationSet
+from lockgate.hooks.rules.base import Severity
+from lockgate.hooks.settings import SUPPORTED_PG_VERSIONS
+
+Say = Callable[[str], None]
+# Notes are pushed as outcomes come, but at most this often: adopting lockgate on a repository
+# with hundreds of migrations must not cost a push each. The end of the pass pushes the rest.
+PUSH_EVERY_S = 5.0
+NoteOutcome = Literal["applied", "failed", "rolled_back", "refused", "dirty"]
+
+# What an engine outcome means on the commit: an apply that did not stick is a failure, whatever
+# it took to undo it (the reason says how it was rolled back).
+_APPLY_NOTE: dict[str, NoteOutcome] = {
+    "applied": "applied", "failed": "failed", "rolled_back": "failed", "dirty": "dirty",
+}
+_ROLLBACK_NOTE: dict[str, NoteOutcome] = {"rolled_back": "rolled_back", "dirty": "dirty"}
+_EVENT_REASON: dict[NoteOutcome, kube.Reason] = {
+    "applied": kube.Reason.APPLIED,
+    "failed": kube.Reason.FAILED,
+    "dirty": kube.Reason.FAILED,
+    "rolled_back": kube.Reason.ROLLED_BACK,
+    "refused": kube.Reason.REFUSED,
+}
+
+
+# -- the plan (pure) ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Rollback:
+    version: str
+    name: str
+    commit: CommitRef  # the commit that removed the migration's files
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """An applied migration gone from the head that the pass will not roll back, and why."""
+
+    version: str
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rollbacks:
+    todo: list[Rollback]
+    held: list[Held]
+
+
+def plan_rollbacks(entries: dict[str, LedgerEntry], present: set[str], history: BranchHistory) -> Rollbacks:
+    """Applied migrations missing from the head, newest first: rolled back when a commit of the
+    branch's first-parent history removed them, held when that history no longer holds the
+    commit they were applied from (rewritten by a force-push) or never held them."""
+    on_branch = {change.commit.sha for change in history.changes}
+    todo: list[Rollback] = []
+    held: list[Held] = []
+    gone = [e for e in entries.values() if e.status == "applied" and e.version not in present]
+    for entry in sorted(gone, key=lambda e: int(e.version), reverse=True):
+        removed_by = history.removed_by.get(entry.version)
+        if entry.commit_sha is not None and entry.commit_sha not in on_branch:
+            held.append(Held(entry.version, entry.name, (
+                f"applied from commit {entry.commit_sha[:12]}, which is no longer in {history.head.short}'s "
+                "first-parent history (history rewritten?); not rolled back: restore that history, "
+                "or roll the migration back by hand"
+            )))
+        elif removed_by is None:
+            held.append(Held(entry.version, entry.name, (
+                "applied but never removed by a commit of the branch's history; not rolled back"
+            )))
+        else:
+            todo.append(Rollback(entry.version, entry.name, removed_by))
+    return Rollbacks(todo, held)
+
+
+@dataclass(frozen=True, slots=True)
+class Apply:
+    migration: Migration
+    commit: CommitRef
+
+
+@dataclass(frozen=True, slots=True)
+class Refuse:
+    version: str
+    name: str
+    reasons: tuple[str, ...]
+    commit: CommitRef | None
+
+
+@dataclass(frozen=True, slots=True)
+class Edited:
+    """An applied migration whose files changed since: refused, as applied migrations are immutable."""
+
+    migration: Migration
+    commit: CommitRef | None  # the last commit that changed it
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """A migration that failed earlier with the same files: it and everything after it wait."""
+
+    version: str
+    name: str
+    error: str
+
+
+def unapplied(entries: dict[str, LedgerEntry], migrations: MigrationSet) -> list[str]:
+    """Versions at the head without an `applied` ledger row, in version order."""
+    return [
+        m.version for m in migrations.migrations
+        if (entry := entries.get(m.version)) is None or entry.status != "applied"
+    ]
+
+
+def plan_applies(
+    entries: dict[str, LedgerEntry],
+    migrations: MigrationSet,
+    verdicts: dict[str, approval.Verdict],
+    history: BranchHistory,
+) -> list[Apply | Refuse | Edited | Wait]:
+    """What to do with the head's migrations, in version order, up to the first that stops the rest.
+
+    `verdicts` covers the unapplied versions. An applied migration whose files changed since is
+    refused (applied migrations are immutable): the fix is a new migration.
+    """
+    actions: list[Apply | Refuse | Edited | Wait] = []
+    for migration in migrations.migrations:
+        entry = entries.get(migration.version)
+        if entry is not None and entry.status == "applied":
+            if _same_files(entry, migration):
+                continue
+            changed_by = history.commits_for(migration.version)
+            actions.append(Edited(migration, changed_by[-1] if changed_by else None))
+            return actions
+        if entry is not None and _failed_earlier(entry) and _same_files(entry, migration):
+            actions.append(Wait(migration.version, migration.name, entry.error or "failed"))
+            return actions
+        verdict = verdicts[migration.version]
+        # The outcome goes on the last commit that shaped the files, where its author looks: the
+        # merge that brought the migration, or a later commit that fixed (or broke) it.
+        shaped_by = history.commits_for(migration.version)
+        last = shaped_by[-1] if shaped_by else None
+        if isinstance(verdict, approval.Refused):
+            actions.append(Refuse(migration.version, migration.name, verdict.reasons, last or verdict.commit))
+            return actions
+        actions.append(Apply(verdict.migration, last or verdict.commit))
+    return actions
+
+
+def edited_after_apply(record: LedgerRecord, migration: Migration) -> list[str]:
+    """`path:line:1:` reasons for each file that differs from the text the ledger applied."""
+    reasons = []
+    for kind in KINDS:
+        applied, now = getattr(record, f"{kind}_sql"), migration.files[kind].text
+        if applied != now:
+            line = first_difference(applied.encode(), now.encode())
+            reasons.append(
+                f"{migration.files[kind].path}:{line}:1: {migration.id} was edited after it was applied; "
+                "applied migrations are immutable: revert the edit and add a new migration"
+            )
+    return reasons
+
+
+def hook_checks(pg_version: int) -> approval.Checker:
+    """The pre-commit hooks' checks, run server-side on one migration: it parses, has a down and
+    a validate file with SQL in them, the down covers the up, and no lint rule finds an error."""
+
+    def check(migration_set: MigrationSet, migration: Migration) -> list[str]:
+        reasons = approval.parse_check(migration_set, migration)
+        if reasons:
+            return reasons
+        findings = pair_findings(migration)
+        if not findings:
+            findings += check_coverage(migration.up.sql, migration.down.sql)
+        up_findings, context = lint_sql(migration.up.sql, pg_version=pg_version)
+        findings += up_findings
+        findings += lint_sql(migration.down.sql, pg_version=pg_version, kind="down", inherited=context)[0]
+        findings += lint_sql(migration.validate.sql, pg_version=pg_version, kind="validate")[0]
+        return [str(f) for f in findings if f.severity is Severity.ERROR]
+
+    return check
+
+
+# -- records -----------------------------------------------------------------------------------
+
+
+def record_of(outcome: Outcome, note: NoteOutcome, where: str | None = None) -> MigrationRecord:
+    reason = outcome.reason if outcome.status != "applied" else ""
+    if where and note != "applied":
+        reason = f"{reason} [{where}]"
+    return MigrationRecord(
+        version=outcome.version, name=outcome.name, outcome=note, reason=reason,
+        started_at=outcome.started_at, finished_at=outcome.finished_at, duration_s=outcome.duration_s,
+        rows_before=outcome.rows_before, rows_after=outcome.rows_after,
+        validation=[GateResult(gate=g.gate, passed=g.passed, detail=g.detail)
+                    for g in outcome.validation if g.passed is not None],
+    )
+
+
+def refusal(version: str, name: str, reasons: Sequence[str]) -> MigrationRecord:
+    return MigrationRecord(
+        version=version, name=name, outcome="refused", reason="; ".join(reasons), finished_at=datetime.now(UTC),
+    )
+
+
+def already_noted(note: StatusNote | None, record: MigrationRecord) -> bool:
+    """The note already says this (same outcome and reason): a refusal is written once, not every pass."""
+    return note is not None and any(
+        m.version == record.version and m.outcome == record.outcome and m.reason == record.reason
+        for m in note.migrations
+    )
+
+
+# -- the pass ----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SyncResult:
+    """What one pass did; `ok` is False when anything failed, was refused, held or waits."""
+
+    records: list[MigrationRecord] = field(default_factory=list)  # outcomes noted on commits
+    problems: list[str] = field(default_factory=list)  # what is not as the branch asks, one line each
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.interrupted
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+
+class Reporter:
+    """Where outcomes go: the note on the commit (pushed), forge statuses, a Kubernetes Event, a line."""
+
+    def __init__(
+        self, settings: Settings, source: Source, say: Say, events: kube.EventRecorder, *, push: bool
+    ) -> None:
+        self.notes = Notes(source, settings.notes_ref)
+        self.redact = source.redact
+        self.forges = forges.from_settings(settings)
+        self.events = events
+        self.say: Say = lambda text: say(self.redact(text))
+        self.push = push
+        self.unpushed = False
+        self.pushed_at = float("-inf")
+
+    def fetch_notes(self) -> None:
+        """Merge origin's notes in; notes an earlier pass could not push are pushed at the end."""
+        self.notes.fetch()
+        repo = self.notes.source.repo
+        if ref_exists(repo, self.notes.ref):
+            self.unpushed = not ref_exists(repo, self.notes.remote_ref) or (
+                str(repo.git.rev_parse(self.notes.ref)) != str(repo.git.rev_parse(self.notes.remote_ref))
+            )
+
+    def outcome(self, commit: CommitRef, record: MigrationRecord) -> None:
+        self.notes.record(commit.sha, record)
+        self.unpushed = True
+        self.say(f"{summary_line(record)} (note on {commit.short})")
+        if time.monotonic() - self.pushed_at >= PUSH_EVERY_S:
+            self.flush()
+        if self.forges:
+            forges.publish(self.forges, forges.CommitStatus.of(commit.sha, record), self.redact)
+        reason = _EVENT_REASON[record.outcome]
+        # Anything but an apply deserves an operator's look, an intended rollback included.
+        message = self.redact(summary_line(record))
+        self.events.emit(reason=reason, message=message, warning=reason != kube.Reason.APPLIED)
+
+    def refusal(self, commit: CommitRef, record: MigrationRecord) -> None:
+        """A refusal, written once: the next passes only say it again in one line."""
+        record = record.model_copy(update={"reason": self.redact(record.reason)})  # as the note stores it
+        if already_noted(self.notes.read(commit.sha), record):
+            self.say(f"{summary_line(record)} (noted on {commit.short} before)")
+            return
+        self.outcome(commit, record)
+
+    def flush(self) -> None:
+        """Push the notes when there is something to push (a failed push is retried next pass)."""
+        if self.push and self.unpushed:
+            self.unpushed = not self.notes.push().pushed
+            self.pushed_at = time.monotonic()
+
+
+def in_repository(problem: Problem, migrations_dir: PurePosixPath) -> Problem:
+    """The problem with its path as a path in the repository, not in the temporary checkout."""
+    parts = problem.path.parts[-(len(migrations_dir.parts) + 1):]
+    if PurePosixPath(*parts[:-1]) != migrations_dir:
+        return problem
+    return replace(problem, path=Path(*parts))
+
+
+def open_source(settings: Settings) -> tuple[Source, bool]:
+    """The watched repository, fetched; and whether it has an origin to push notes to."""
+    source = Source.from_settings(settings, redact.from_settings(settings))
+    if settings.repo is not None:
+        source.fetch()
+    has_origin = any(remote.name == REMOTE for remote in source.repo.remotes)
+    return source, has_origin
+
+
+def run(
+    settings: Settings, *, wait: bool = False, stop: threading.Event | None = None, say: Say = print,
+    events: kube.EventRecorder | None = None,
+) -> SyncResult:
+    """One reconcile pass. Raises InputError/UsageError for bad input (nothing applied), SourceError
+    when git fails, ApplierBusy when another applier holds the lock.
+
+    `events` defaults to a recorder from the environment; a loop passes one it keeps.
+    """
+    stop = stop or threading.Event()
+    source, has_origin = open_source(settings)
+    events = events or kube.recorder_from_environment(redact=source.redact)
+    reporter = Reporter(settings, source, say, events, push=has_origin)
+    if has_origin:
+        reporter.fetch_notes()
+    history = source.history()
+    signatures = approval.signature_check(source.repo, settings.require_signed, settings.allowed_signers)
+    try:
+        with source.migrations_at(history.head.sha) as tree, \
+                Engine(settings, db.target_dsn(settings), wait=wait, stop=stop) as engine:
+            result = _Pass(engine, history, tree, reporter, signatures, stop).run()
+    except InputError as exc:
+        raise InputError([in_repository(p, source.migrations_dir) for p in exc.problems]) from None
+    reporter.flush()
+    if not result.records and result.ok:
+        count = len(tree.migrations.migrations)
+        say(f"in sync: {count} migration{'' if count == 1 else 's'} at {history.head.short}, nothing to do")
+    return result
+
+
+class _Pass:
+    def __init__(
+        self, engine: Engine, history: BranchHistory, tree: CommitMigrations, reporter: Reporter,
+        signatures: approval.SignatureCheck | None, stop: threading.Event,
+    ) -> None:
+        self.engine = engine
+        self.history = history
+        self.tree = tree
+        self.reporter = reporter
+        self.signatures = signatures
+        self.stop = stop
+        self.result = SyncResult()
+
+    def problem(self, line: str) -> None:
+        self.result.problems.append(line)
+        self.reporter.say(line)
+
+    def run(self) -> SyncResult:
+        entries = self.engine.ledger_entries()
+        dirty = [e for e in entries.values() if e.status == "dirty"]
+        if dirty:
+            for entry in dirty:
+                self.problem(
+                    f"blocked: {entry.version}_{entry.name} is dirty ({entry.error or 'rollback incomplete'}); "
+                    f"nothing is applied or rolled back until a human runs "
+                    f"`lockgate resolve {entry.version} --as applied|rolled_back`"
+                )
+            return self.result
+        present = set(self.tree.migrations.by_version())
+        rollbacks = plan_rollbacks(entries, present, self.history)
+        for held in rollbacks.held:
+            self.reporter.refusal(self.history.head, refusal(held.version, held.name, [held.reason]))
+            self.result.problems.append(f"{held.version}_{held.name} held")
+        for rollback in rollbacks.todo:
+            if self._stopped() or not self._roll_back(rollback):
+                return self.result
+        self._apply_all(entries)
+        return self.result
+
+    def _stopped(self) -> bool:
+        if self.stop.is_set():
+            self.result.interrupted = True
+            self.reporter.say("stopped before the next migration; the next run goes on from here")
+        return self.stop.is_set()
+
+    def _roll_back(self, rollback: Rollback) -> bool:
+        self.reporter.say(f"rolling back {rollback.version}_{rollback.name}: removed by {rollback.commit.short} "
+                          f"({rollback.commit.summary})")
+        outcome = self.engine.rollback(rollback.version, commit=rollback.commit.sha)
+        if outcome.status == "interrupted":
+            self.result.interrupted = True
+            return False
+        record = record_of(outcome, _ROLLBACK_NOTE[outcome.status], outcome.where)
+        self._record(rollback.commit, record)
+        return record.outcome == "rolled_back"
+
+    def _apply_all(self, entries: dict[str, LedgerEntry]) -> None:
+        migrations = self.tree.migrations
+        todo = unapplied(entries, migrations)
+        verdicts = approval.approve(
+            self.history, self.tree, versions=todo, checker=hook_checks(self._lint_version()),
+            signatures=self.signatures,
+        ) if todo else {}
+        actions = plan_applies(entries, migrations, verdicts, self.history)
+        for action in actions:
+            if isinstance(action, Wait):
+                later = sum(int(v) > int(action.version) for v in todo)
+                behind = f"; {later} later migration(s) wait behind it" if later else ""
+                self.problem(
+                    f"waiting: {action.version}_{action.name} failed earlier ({' '.join(action.error.split())}); "
+                    f"it runs again when a commit changes its files, or after `lockgate retry {action.version}`"
+                    f"{behind}"
+                )
+            elif isinstance(action, Refuse):
+                self._refuse(action.version, action.name, list(action.reasons), action.commit)
+            elif isinstance(action, Edited):
+                record = self.engine.ledger.get(action.migration.version)
+                assert record is not None, "an edited migration has a ledger row"
+                reasons = edited_after_apply(record, action.migration)
+                self._refuse(action.migration.version, action.migration.name, reasons, action.commit)
+            elif self._stopped() or not self._apply(action):
+                return
+
+    def _refuse(self, version: str, name: str, reasons: list[str], commit: CommitRef | None) -> None:
+        in_repo = [self.tree.relative(r) for r in reasons]
+        self.reporter.refusal(commit or self.history.head, refusal(version, name, in_repo))
+        self.result.problems.append(f"{version}_{name} refused")
+
+    def _apply(self, action: Apply) -> bool:
+        migration, commit = action.migration, action.commit
+        self.reporter.say(f"applying {migration.id} from {commit.short} ({commit.summary})")
+        outcome = self.engine.apply(migration, commit=commit.sha)
+        if outcome.status == "interrupted":
+            self.result.interrupted = True
+            self.reporter.say(f"{migration.id}: {outcome.reason}")
+            return False
+        where = self.tree.relative(outcome.where) if outcome.where else None
+        record = record_of(outcome, _APPLY_NOTE[outcome.status], where)
+        self._record(commit, record)
+        return record.outcome == "applied"
+
+    def _record(self, commit: CommitRef, record: MigrationRecord) -> None:
+        self.result.records.append(record)
+        if record.outcome not in ("applied", "rolled_back"):
+            self.result.problems.append(f"{record.id} {record.outcome}")
+        self.reporter.outcome(commit, record)
+
+    def _lint_version(self) -> int:
+        """The server's own major version when the rules know it, else the configured target."""
+        version = self.engine.pg_version
+        return version if version in SUPPORTED_PG_VERSIONS else self.engine.settings.target_pg_version
+
