@@ -9,6 +9,8 @@ applied until a human runs `lockgate resolve`.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import threading
 from collections.abc import Callable
@@ -18,12 +20,12 @@ from types import TracebackType
 from typing import Literal, NamedTuple
 
 import psycopg
-from psycopg import errors
+from psycopg import errors, sql
 from pydantic import BaseModel
 
-from lockgate.controller import backfill, db, snapshot, validation
+from lockgate.controller import backfill, db, faultpoints, snapshot, validation
 from lockgate.controller.config import Settings
-from lockgate.controller.ledger import Ledger, LedgerEntry, acquire_applier_lock
+from lockgate.controller.ledger import Ledger, LedgerEntry, LedgerRecord, acquire_applier_lock
 from lockgate.controller.snapshot import Baseline
 from lockgate.controller.steps import Step, is_atomic, split
 from lockgate.controller.validation import GateResult
@@ -32,6 +34,10 @@ from lockgate.hooks.migrationset import KINDS, Migration, MigrationSet
 from lockgate.hooks.sqlmodel import SqlFile, Statement, parse_sql
 
 OutcomeStatus = Literal["applied", "failed", "rolled_back", "dirty", "interrupted"]
+
+# What re-running a statement that already took effect says: it exists already (relation,
+# object, column), or what it drops is gone (object, relation, column).
+_TOOK_EFFECT = frozenset({"42P07", "42710", "42701", "42704", "42P01", "42703"})
 
 
 class Outcome(BaseModel):
@@ -54,6 +60,22 @@ class Outcome(BaseModel):
 class Blocked(Exception):
     """The ledger forbids going on (a dirty migration, or a ledger row that is not what the
     operation needs); the message says what a human should do."""
+
+
+class ConnectionLost(Blocked):
+    """The database session went away mid-run (a server restart, a terminated backend).
+
+    Nothing is rolled back: the migration stays `applying` with its committed steps and batch
+    checkpoints, and the next run resumes it. A Blocked, so every command reports it as one
+    line and exits 1.
+    """
+
+    def __init__(self, version: str, cause: psycopg.OperationalError) -> None:
+        first = (str(cause).strip().splitlines() or ["the connection is closed"])[0]
+        super().__init__(
+            f"{version}: lost the database connection ({first}); nothing was rolled back: "
+            "the migration stays applying and the next run resumes it"
+        )
 
 
 class StepFailed(Exception):
@@ -94,12 +116,12 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _failed_earlier(entry: LedgerEntry) -> bool:
+def failed_earlier(entry: LedgerEntry) -> bool:
     """Failed (or failed and rolled back): re-run only by `retry` or with changed files."""
     return entry.status == "failed" or (entry.status == "rolled_back" and entry.error is not None)
 
 
-def _same_files(entry: LedgerEntry, migration: Migration) -> bool:
+def same_files(entry: LedgerEntry, migration: Migration) -> bool:
     return all(getattr(entry, f"{k}_checksum") == migration.files[k].checksum for k in KINDS)
 
 
@@ -152,7 +174,7 @@ class Engine:
         schema = self.settings.ledger_schema
         self._lock_conn = db.connect(self.dsn, application_name="lockgate applier lock")
         try:
-            acquire_applier_lock(self._lock_conn, schema, wait=self.wait)
+            acquire_applier_lock(self._lock_conn, schema, wait=self.wait, stop=self.stop)
             self._conn = db.connect(self.dsn, application_name="lockgate applier")
             db.set_timeouts(
                 self._conn,
@@ -224,23 +246,47 @@ class Engine:
 
         A migration that failed before is not re-run with the same files unless `retry`;
         all parse and structure errors of its three files are raised before anything runs.
+        ConnectionLost when the database session goes away meanwhile.
         """
+        try:
+            return self._apply(migration, commit=commit, retry=retry)
+        except psycopg.OperationalError as exc:
+            if not db.connection_lost(exc):
+                raise
+            raise self._lost(migration.version, exc) from None
+
+    def _lost(self, version: str, exc: psycopg.OperationalError) -> ConnectionLost:
+        """The ConnectionLost to raise, noted in the ledger when the applier's own session still works."""
+        # When the applier's session is gone too, the ledger row `applying` is the record.
+        with contextlib.suppress(psycopg.Error):
+            self.ledger.event(version, "connection lost", {"error": str(exc).strip()[:300]})
+        return ConnectionLost(version, exc)
+
+    def _hold_lock(self) -> None:
+        """Fail fast when the applier lock's session was ended: another applier could start."""
+        assert self._lock_conn is not None
+        self._lock_conn.execute("SELECT 1")
+
+    def _apply(self, migration: Migration, *, commit: str | None, retry: bool) -> Outcome:
+        self._hold_lock()
         self._refuse_if_dirty()
         started = _now()
         self.check([migration])
         up_steps = split(migration.up.sql, pg_version=self.pg_version)
         entry = self.ledger.get(migration.version)
-        if retry and (entry is None or not _failed_earlier(entry)):
+        if retry and (entry is None or not failed_earlier(entry)):
             state = "not in the ledger" if entry is None else f"{entry.status}"
             raise UsageError(f"{migration.version} has not failed ({state}); nothing to retry")
         if entry is not None and entry.status == "applied":
             return self._outcome(migration, "applied", started, reason="already applied")
-        if entry is not None and not retry and _failed_earlier(entry) and _same_files(entry, migration):
+        if entry is not None and not retry and failed_earlier(entry) and same_files(entry, migration):
             return self._outcome(
                 migration, "failed", started,
                 reason=f"failed earlier ({entry.error}); fix it in a new commit or run "
                 f"`lockgate retry {migration.version}`",
             )
+        if entry is not None and entry.status == "applying" and entry.undo_steps_done is not None:
+            return self._resume_rollback(migration, entry, started, commit)
         resume = entry is not None and entry.status == "applying" and not is_atomic(up_steps)
         if resume:
             assert entry is not None and entry.baseline is not None
@@ -283,12 +329,15 @@ class Engine:
             for step in up_steps[done:]:
                 if self.stop.is_set():
                     return self._interrupted(migration, baseline, started, step)
+                self._hold_lock()
                 # An atomic migration validates inside its only transaction: a failed gate is a ROLLBACK.
                 inside = validate_and_record if atomic else None
                 if not self._run_step(version, step, migration.up.path, on_commit=self._mark(version, step, inside)):
                     return self._interrupted(migration, baseline, started, step)
+                faultpoints.reached("step")
                 done = step.number
             if not atomic or not up_steps:
+                self._hold_lock()
                 with self.conn.transaction():
                     validate_and_record()
         except (StepFailed, _GatesFailed) as exc:
@@ -332,6 +381,8 @@ class Engine:
                     statement=step.first, stop=self.stop,
                 )
             except Exception as exc:  # the backfill's contract: any failure raises
+                if isinstance(exc.__cause__, psycopg.OperationalError) and db.connection_lost(exc.__cause__):
+                    raise exc.__cause__ from None
                 message = _message(exc) if isinstance(exc, psycopg.Error) else str(exc)
                 raise StepFailed(f"batched {step.first.kind}: {message}", path, step.first) from None
             self.ledger.event(version, "batches", {"step": step.number, "rows": result.rows,
@@ -340,18 +391,60 @@ class Engine:
                 return False
             on_commit()
             return True
-        self._with_lock_retries(version, path, lambda: self._execute_step(step, on_commit))
+        self._with_lock_retries(version, path, lambda: self._execute_step(version, step, on_commit))
         return True
 
-    def _execute_step(self, step: Step, on_commit: Callable[[], None]) -> None:
-        if step.mode == "transaction":
+    def _execute_step(self, version: str, step: Step, on_commit: Callable[[], None]) -> None:
+        point = "undo" if step.number < 0 else "statement"
+        if not step.bare:
             with self.conn.transaction():
                 for stmt in step.statements:
                     self._execute(stmt)
+                    faultpoints.reached(point)
                 on_commit()
+            return
+        # Alone: a multi-statement string would be a transaction.
+        if self._sent_before(version, step):
+            self._rerun(version, step.first)
         else:
-            self._execute(step.first)  # alone: a multi-statement string would be a transaction
-            on_commit()
+            self.ledger.event(version, "step started", {"step": step.number})
+            self._execute(step.first)
+        faultpoints.reached(point)
+        on_commit()
+
+    def _sent_before(self, version: str, step: Step) -> bool:
+        """Whether this run of the migration already sent this bare step (a crashed or timed-out try)."""
+        for event, detail in reversed(self.ledger.events(version)):
+            if event == "step started" and detail.get("step") == step.number:
+                return True
+            if event == "started":
+                return False
+        return False
+
+    def _rerun(self, version: str, stmt: Statement) -> None:
+        """Send a bare statement again that may have taken effect before its step was counted."""
+        leftover = self._invalid_index(stmt)
+        if leftover is not None:  # a CONCURRENTLY build cut short leaves an invalid index behind
+            self.conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(leftover))
+            self.ledger.event(version, "dropped an invalid index left by an earlier try",
+                              {"index": leftover.as_string(self.conn), "line": stmt.line})
+        try:
+            self._execute(stmt)
+        except _StatementError as exc:
+            if exc.cause.sqlstate not in _TOOK_EFFECT:
+                raise
+            self.ledger.event(version, "already took effect", {"line": stmt.line, "error": _message(exc.cause)})
+
+    def _invalid_index(self, stmt: Statement) -> sql.Identifier | None:
+        name = stmt.node.get("idxname") if stmt.kind == "IndexStmt" else None
+        if not name:
+            return None
+        schema = stmt.node.get("relation", {}).get("schemaname")
+        index = sql.Identifier(*([schema] if schema else []), name)
+        row = self.conn.execute(
+            "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", (index.as_string(self.conn),)
+        ).fetchone()
+        return index if row is not None and row[0] else None
 
     def _execute(self, stmt: Statement) -> None:
         assert self._lock_conn is not None  # idle while the run lasts: it watches for blockers
@@ -369,6 +462,8 @@ class Engine:
                 attempt()
                 return
             except _StatementError as exc:
+                if isinstance(exc.cause, psycopg.OperationalError) and db.connection_lost(exc.cause):
+                    raise exc.cause from None
                 if not isinstance(exc.cause, errors.LockNotAvailable):
                     raise StepFailed(_message(exc.cause), path, exc.stmt) from None
                 blockers = "blocked by " + " and ".join(exc.blockers) if exc.blockers else "no blocker seen"
@@ -404,7 +499,28 @@ class Engine:
                 baseline=baseline, gates=gates, where=where,
                 rows_after=snapshot.row_counts(self.conn, self._tables(baseline)),
             )
-        undone = self._undo(version, migration.down.sql, baseline)
+        self.ledger.undo_started(version, error=reason, validation=self._dump(gates), commit=commit)
+        return self._roll_back_failed(migration, migration.down.sql, baseline, started, reason, gates, where, commit)
+
+    def _resume_rollback(self, migration: Migration, entry: LedgerRecord, started: datetime,
+                         commit: str | None) -> Outcome:
+        """Go on with the rollback a crashed run began, from the first down step it did not commit."""
+        assert entry.baseline is not None and entry.undo_steps_done is not None
+        self.ledger.event(migration.version, "rollback resumed", {"undo_steps_done": entry.undo_steps_done}, commit)
+        gates = [GateResult.model_validate(g) for g in entry.validation or []]
+        failed = validation.failures(gates)
+        where = f"{migration.validate.path}:{failed[0].line}:1" if failed else None
+        return self._roll_back_failed(
+            migration, parse_sql(migration.down.path, entry.down_sql), Baseline.model_validate(entry.baseline),
+            started, entry.error or "rollback of a failed run", gates, where, commit, done=entry.undo_steps_done,
+        )
+
+    def _roll_back_failed(
+        self, migration: Migration, down: SqlFile, baseline: Baseline, started: datetime, reason: str,
+        gates: list[GateResult], where: str | None, commit: str | None, *, done: int = 0,
+    ) -> Outcome:
+        version = migration.version
+        undone = self._undo(version, down, baseline, done=done)
         self.ledger.finish(
             version, undone.status, validation=self._dump(gates), schema_restored=undone.restored,
             error=f"{reason}; {undone.detail}", commit=commit,
@@ -415,13 +531,14 @@ class Engine:
             rows_after=snapshot.row_counts(self.conn, self._tables(baseline)),
         )
 
-    def _undo(self, version: str, down: SqlFile, baseline: Baseline) -> _Undone:
-        """Run the down file, then compare the catalog with the baseline snapshot."""
+    def _undo(self, version: str, down: SqlFile, baseline: Baseline, *, done: int = 0) -> _Undone:
+        """Run the down file (after its first `done` steps), then compare the catalog with the baseline."""
         try:
-            for step in split(down, pg_version=self.pg_version):
+            for step in split(down, pg_version=self.pg_version)[done:]:
                 # Down steps count backwards so their batch checkpoints never meet the up's.
-                negative = Step(-step.number, step.mode, step.statements)
-                if not self._run_step(version, negative, down.path, on_commit=lambda: None):
+                negative = dataclasses.replace(step, number=-step.number)
+                mark = self._mark_undone(version, step.number)
+                if not self._run_step(version, negative, down.path, on_commit=mark):
                     return _Undone("dirty", None, "the rollback was stopped before it finished")
         except StepFailed as exc:
             return _Undone("dirty", None, f"the down file failed: {exc}", exc.where)
@@ -433,8 +550,24 @@ class Engine:
                            + "; ".join(differences), f"{down.path}:1:1")
         return _Undone("rolled_back", True, "the down file ran and the schema is back exactly as before")
 
+    def _mark_undone(self, version: str, number: int) -> Callable[[], None]:
+        return lambda: self.ledger.undo_step_done(version, number)
+
     def rollback(self, version: str, *, commit: str | None = None) -> Outcome:
-        """Undo an applied migration with the down text stored in the ledger when it was applied."""
+        """Undo an applied migration with the down text stored in the ledger when it was applied.
+
+        A rollback a crashed run began goes on from the first down step it did not commit.
+        ConnectionLost when the database session goes away meanwhile.
+        """
+        try:
+            return self._rollback(version, commit=commit)
+        except psycopg.OperationalError as exc:
+            if not db.connection_lost(exc):
+                raise
+            raise self._lost(version, exc) from None
+
+    def _rollback(self, version: str, *, commit: str | None) -> Outcome:
+        self._hold_lock()
         self._refuse_if_dirty()
         started = _now()
         entry = self.ledger.get(version)
@@ -447,8 +580,11 @@ class Engine:
         down = parse_sql(Path(f"{version}_{entry.name}.down.sql"), entry.down_sql)
         baseline = Baseline.model_validate(entry.baseline)
         rows_before = snapshot.row_counts(self.conn, self._tables(baseline))
-        self.ledger.event(version, "rollback started", {}, commit)
-        undone = self._undo(version, down, baseline)
+        if entry.undo_steps_done is None:
+            self.ledger.undo_started(version, error=None, validation=None, commit=commit)
+        else:
+            self.ledger.event(version, "rollback resumed", {"undo_steps_done": entry.undo_steps_done}, commit)
+        undone = self._undo(version, down, baseline, done=entry.undo_steps_done or 0)
         self.ledger.finish(version, undone.status, schema_restored=undone.restored,
                            error=None if undone.status == "rolled_back" else undone.detail, commit=commit)
         outcome = self._outcome(

@@ -30,7 +30,7 @@ from typing import Literal
 
 from lockgate.controller import approval, db, forges, kube, redact
 from lockgate.controller.config import Settings
-from lockgate.controller.engine import Engine, Outcome, _failed_earlier, _same_files
+from lockgate.controller.engine import Engine, Outcome, failed_earlier, same_files
 from lockgate.controller.ledger import LedgerEntry, LedgerRecord
 from lockgate.controller.source import REMOTE, BranchHistory, CommitMigrations, CommitRef, Source, ref_exists
 from lockgate.controller.status import GateResult, MigrationRecord, Notes, StatusNote, summary_line
@@ -168,12 +168,12 @@ def plan_applies(
     for migration in migrations.migrations:
         entry = entries.get(migration.version)
         if entry is not None and entry.status == "applied":
-            if _same_files(entry, migration):
+            if same_files(entry, migration):
                 continue
             changed_by = history.commits_for(migration.version)
             actions.append(Edited(migration, changed_by[-1] if changed_by else None))
             return actions
-        if entry is not None and _failed_earlier(entry) and _same_files(entry, migration):
+        if entry is not None and failed_earlier(entry) and same_files(entry, migration):
             actions.append(Wait(migration.version, migration.name, entry.error or "failed"))
             return actions
         verdict = verdicts[migration.version]
