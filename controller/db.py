@@ -31,6 +31,19 @@ def connect(dsn: str, *, application_name: str = "lockgate") -> psycopg.Connecti
         raise UsageError(f"cannot connect to the database: {Redactor()(first_line)}") from None
 
 
+# SQLSTATEs of a session the server ended: terminated by an administrator, crash or
+# shutdown of the server, or not accepting connections yet (class 08: connection exceptions).
+_SESSION_ENDED = ("57P01", "57P02", "57P03")
+
+
+def connection_lost(exc: BaseException | None) -> bool:
+    """Whether `exc` means the session is gone (as opposed to an error of the SQL it ran)."""
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate or ""
+    return not state or state.startswith("08") or state in _SESSION_ENDED
+
+
 def set_timeouts(conn: psycopg.Connection, *, lock_timeout_s: float, statement_timeout_s: float) -> None:
     """Session-wide lock_timeout and statement_timeout, in whole milliseconds (0 = none)."""
     for name, seconds in (("lock_timeout", lock_timeout_s), ("statement_timeout", statement_timeout_s)):

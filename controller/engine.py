@@ -5,6 +5,10 @@ plain ROLLBACK; a migration that committed steps (batches, no-transaction statem
 its down file and then proves, against the catalog snapshot taken before it started, that
 the schema is back exactly. When it is not, the migration is `dirty` and nothing more is
 applied until a human runs `lockgate resolve`.
+
+A run that dies (SIGKILL, a lost connection) leaves the ledger saying how far it got: the
+next run resumes committed steps, batches from their checkpoint, and a rollback from the
+first down step it did not commit. A lost connection is not a failure: nothing is rolled back.
 """
 
 from __future__ import annotations
@@ -25,7 +29,13 @@ from pydantic import BaseModel
 
 from lockgate.controller import backfill, db, faultpoints, snapshot, validation
 from lockgate.controller.config import Settings
-from lockgate.controller.ledger import Ledger, LedgerEntry, LedgerRecord, acquire_applier_lock
+from lockgate.controller.ledger import (
+    Ledger,
+    LedgerEntry,
+    LedgerRecord,
+    acquire_applier_lock,
+    wait_for_dead_runs,
+)
 from lockgate.controller.snapshot import Baseline
 from lockgate.controller.steps import Step, is_atomic, split
 from lockgate.controller.validation import GateResult
@@ -175,6 +185,7 @@ class Engine:
         self._lock_conn = db.connect(self.dsn, application_name="lockgate applier lock")
         try:
             acquire_applier_lock(self._lock_conn, schema, wait=self.wait, stop=self.stop)
+            wait_for_dead_runs(self._lock_conn, timeout_s=self.settings.statement_timeout or None, stop=self.stop)
             self._conn = db.connect(self.dsn, application_name="lockgate applier")
             db.set_timeouts(
                 self._conn,

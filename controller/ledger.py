@@ -8,6 +8,7 @@ applied, each step is idempotent DDL, and the steps run in one transaction.
 from __future__ import annotations
 
 import hashlib
+import threading
 from datetime import datetime
 from typing import Any, Literal
 
@@ -55,6 +56,8 @@ _UPGRADES: tuple[str, ...] = (
     );
     CREATE INDEX IF NOT EXISTS events_version_idx ON {schema}.events (version, id);
     """,
+    # NULL: no rollback under way; n: a rollback started and n steps of the down committed.
+    "ALTER TABLE {schema}.migrations ADD COLUMN IF NOT EXISTS undo_steps_done integer;",
 )
 
 
@@ -73,6 +76,7 @@ class LedgerEntry(BaseModel):
     steps_done: int
     schema_restored: bool | None
     error: str | None
+    undo_steps_done: int | None = None  # set while a rollback is under way (see undo_started)
 
 
 class LedgerRecord(LedgerEntry):
@@ -117,23 +121,72 @@ def _holder(conn: psycopg.Connection, key: int) -> str:
     )
 
 
-def acquire_applier_lock(conn: psycopg.Connection, schema: str, *, wait: bool) -> None:
+# What a waiting applier's lock session is called in pg_stat_activity while it waits.
+WAITING = "lockgate applier (waiting for the lock)"
+_WAIT_POLL_S = 0.1
+
+
+def _try_lock(conn: psycopg.Connection, key: int) -> bool:
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+    return row is not None and bool(row[0])
+
+
+def acquire_applier_lock(
+    conn: psycopg.Connection, schema: str, *, wait: bool, stop: threading.Event | None = None
+) -> None:
     """Take the session-level applier lock on `conn`, or raise ApplierBusy.
 
     `conn` must be a connection of its own, kept open for the whole run: the lock lives as
-    long as its session. With `wait`, block until the other applier is done.
+    long as its session. With `wait`, wait until the other applier is done (or `stop` is set).
     """
     key = lock_key(schema)
-    if wait:
-        conn.execute("SET lock_timeout = 0")
-        conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+    if _try_lock(conn, key):
         return
-    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
-    if row is None or not row[0]:
+    if not wait:
         raise ApplierBusy(
             f"another lockgate applier is running on this database ({_holder(conn, key)}); "
             "try again later or pass --wait"
         )
+    # Poll instead of blocking in pg_advisory_lock(): a session blocked in a query holds a
+    # snapshot, and CREATE INDEX CONCURRENTLY in the running applier waits for every older
+    # snapshot to end while we wait for that applier's lock — a deadlock PostgreSQL cannot see.
+    row = conn.execute("SHOW application_name").fetchone()
+    conn.execute("SELECT set_config('application_name', %s, false)", (WAITING,))
+    stop = stop or threading.Event()
+    while not _try_lock(conn, key):
+        if stop.wait(_WAIT_POLL_S):
+            raise ApplierBusy("stopped while waiting for another lockgate applier to finish")
+    conn.execute("SELECT set_config('application_name', %s, false)", (row[0] if row else "lockgate",))
+
+
+# The sessions a run works through (besides its lock's), and what the lock session is called
+# while a new run waits for those of a dead run to end.
+WORKERS = ("lockgate applier", "lockgate backfill")
+WAITING_FOR_DEAD_RUN = "lockgate applier (waiting for a dead run to end)"
+
+
+def wait_for_dead_runs(conn: psycopg.Connection, *, timeout_s: float | None, stop: threading.Event) -> None:
+    """Wait until no session of an earlier applier still runs a statement on this database.
+
+    Call it holding the applier lock: any such session then belongs to a run whose process
+    died. The server only notices a dead client when the running statement ends (and then
+    rolls back the transaction it had open), so resuming at once would queue behind that
+    statement's locks or redo what it is still doing. Gives up after `timeout_s`.
+    """
+    query = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND application_name = ANY (%s) AND pid <> pg_backend_pid()"
+    )
+    if conn.execute(query, (list(WORKERS),)).fetchone() == (0,):
+        return
+    row = conn.execute("SHOW application_name").fetchone()
+    conn.execute("SELECT set_config('application_name', %s, false)", (WAITING_FOR_DEAD_RUN,))
+    waited = 0.0
+    while conn.execute(query, (list(WORKERS),)).fetchone() != (0,) and (timeout_s is None or waited < timeout_s):
+        if stop.wait(_WAIT_POLL_S):
+            break
+        waited += _WAIT_POLL_S
+    conn.execute("SELECT set_config('application_name', %s, false)", (row[0] if row else "lockgate",))
 
 
 class Ledger:
@@ -209,7 +262,8 @@ class Ledger:
             sql.SQL(
                 "INSERT INTO {table} ({cols}, status, started_at) VALUES ({vals}, 'applying', now()) "
                 "ON CONFLICT (version) DO UPDATE SET {updates}, status = 'applying', started_at = now(), "
-                "finished_at = NULL, steps_done = 0, validation = NULL, schema_restored = NULL, error = NULL"
+                "finished_at = NULL, steps_done = 0, validation = NULL, schema_restored = NULL, error = NULL, "
+                "undo_steps_done = NULL"
             ).format(
                 table=self._table,
                 cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
@@ -226,6 +280,25 @@ class Ledger:
         self.conn.execute(
             sql.SQL("UPDATE {} SET steps_done = %s WHERE version = %s").format(self._table),
             (steps_done, version),
+        )
+
+    def undo_started(
+        self, version: str, *, error: str | None, validation: list[dict[str, Any]] | None, commit: str | None
+    ) -> None:
+        """A rollback begins: from now on a rerun continues it instead of re-running the up."""
+        self.conn.execute(
+            sql.SQL(
+                "UPDATE {} SET undo_steps_done = 0, error = coalesce(%s, error), "
+                "validation = coalesce(%s, validation) WHERE version = %s"
+            ).format(self._table),
+            (error, Jsonb(validation) if validation is not None else None, version),
+        )
+        self.event(version, "rollback started", {}, commit)
+
+    def undo_step_done(self, version: str, undo_steps_done: int) -> None:
+        self.conn.execute(
+            sql.SQL("UPDATE {} SET undo_steps_done = %s WHERE version = %s").format(self._table),
+            (undo_steps_done, version),
         )
 
     def finish(

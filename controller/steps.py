@@ -2,8 +2,10 @@
 
 A file runs as one transaction when it can (all or nothing). A statement that cannot run in
 a transaction block, or `-- lockgate:no-transaction`, makes the file run statement by
-statement in autocommit, each statement sent alone (a multi-statement string would be an
-implicit transaction). A `-- lockgate:batch` statement splits the file around itself: it is
+statement, each committed on its own: sent alone when it cannot run in a transaction block
+(a multi-statement string would be an implicit transaction), else in a transaction of its own
+with the ledger's step count, so a crash never leaves it done but uncounted. A
+`-- lockgate:batch` statement splits the file around itself: it is
 run in key ranges by the backfill, and the statements before and after it form transactions.
 """
 
@@ -29,6 +31,10 @@ class Step:
     number: int  # 1-based position in the file's steps; the ledger counts completed ones
     mode: Mode
     statements: tuple[Statement, ...]
+    # An autocommit statement that cannot run in a transaction block: it commits on its own,
+    # so a crash between it and the ledger's count leaves the count behind. Every other
+    # autocommit statement runs in a transaction of its own with its count.
+    bare: bool = False
 
     @property
     def first(self) -> Statement:
@@ -67,8 +73,8 @@ def split(sql: SqlFile, *, pg_version: int) -> list[Step]:
     steps: list[Step] = []
     group: list[Statement] = []
 
-    def add(mode: Mode, statements: list[Statement]) -> None:
-        steps.append(Step(len(steps) + 1, mode, tuple(statements)))
+    def add(mode: Mode, statements: list[Statement], *, bare: bool = False) -> None:
+        steps.append(Step(len(steps) + 1, mode, tuple(statements), bare))
 
     for stmt in sql.statements:
         if stmt.batch is not None:
@@ -77,7 +83,7 @@ def split(sql: SqlFile, *, pg_version: int) -> list[Step]:
                 group = []
             add("batch", [stmt])
         elif one_by_one:
-            add("autocommit", [stmt])
+            add("autocommit", [stmt], bare=cannot_run_in_transaction(stmt, pg_version) or _commits_itself(stmt, sql))
         else:
             group.append(stmt)
     if group:

@@ -15,6 +15,8 @@ import re
 import psycopg
 from pydantic import BaseModel
 
+from lockgate.controller import faultpoints
+from lockgate.controller.db import connection_lost
 from lockgate.controller.snapshot import Baseline, load_temp_table
 from lockgate.hooks.directives import PREFIX
 from lockgate.hooks.sqlmodel import SqlFile, Statement
@@ -78,9 +80,12 @@ def run(conn: psycopg.Connection, sql: SqlFile, baseline: Baseline) -> list[Gate
                     cur.execute(stmt.text.encode())
                     passed, detail = _judge(cur)
             except psycopg.Error as exc:
+                if connection_lost(exc):
+                    raise  # the session is gone: that is no verdict on the gate
                 message = exc.diag.message_primary or str(exc).strip()
                 passed, detail = False, message
             results.append(GateResult(gate=label, line=stmt.line, passed=passed, detail=detail))
+            faultpoints.reached("gate")
     return results
 
 

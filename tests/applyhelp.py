@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 
 from lockgate.controller.config import Settings
+from lockgate.controller.ledger import WAITING
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "migrations"
 CREATE = "20240101000000"
@@ -74,8 +75,7 @@ def execute(dsn: str, query: str) -> None:
         conn.execute(query.encode())
 
 
-# Sessions of this database waiting for an advisory lock (an applier started with --wait).
+# Appliers started with --wait that wait for the applier lock on this database.
 WAITING_APPLIERS = (
-    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    f"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{WAITING}' AND datname = current_database()"
 )

@@ -1,0 +1,309 @@
+"""Running one `-- lockgate:batch` UPDATE/DELETE in key ranges, resumably.
+
+Each batch is one short transaction on the runner's own connection: it runs the statement
+limited to (last key done, upper] and advances the checkpoint in the same transaction, so a
+crash can neither lose nor repeat a batch. The next run starts after the last key done.
+
+Where the run ends: at the largest key when the run first began (kept in the checkpoint, so
+a resumed run ends at the same place). Rows inserted later with larger keys are not touched:
+they get their value from the column's default or from the application, which must write the
+new value by the time the backfill starts (the customer-tier migration sets the default
+before its backfill for exactly that reason). This keeps every run finite under a steady
+stream of inserts.
+
+Batch bounds come from keyset pagination over the key's index (`key > lower ORDER BY key
+OFFSET size-1 LIMIT 1`), so every batch costs the same however far along the run is.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import errors, sql
+
+from lockgate.controller import batchsql, faultpoints, progress
+from lockgate.controller.checkpoints import Checkpoint, CheckpointMoved, CheckpointStore, ensure_tables
+from lockgate.controller.config import Settings
+from lockgate.controller.throttle import wait_until_clear
+from lockgate.hooks.directives import Batch
+from lockgate.hooks.sqlmodel import Statement
+
+__all__ = ["BackfillError", "BatchDone", "BatchResult", "ensure_tables", "next_size", "run_batched"]
+
+log = logging.getLogger(__name__)
+
+MIN_ADAPTIVE_SIZE = 100
+MAX_GROWTH = 100  # with target=, a batch may grow to 100× the size the directive starts with
+# Errors that mean "this batch took too long or waited too long for a lock": retried, then split.
+_TIMEOUTS = (errors.QueryCanceled, errors.LockNotAvailable)
+
+
+class BackfillError(RuntimeError):
+    """A batched statement could not run; the message names the statement and the key range."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    rows: int  # rows written by every run of this step so far
+    batches: int
+    completed: bool  # False: stopped before the end; the next run resumes
+    elapsed_s: float  # this run
+    resumed: bool  # an earlier run had started this step
+
+
+@dataclass(frozen=True, slots=True)
+class BatchDone:
+    """One committed batch, for observers (progress, benchmarks)."""
+
+    number: int
+    rows: int
+    keys: int
+    batch_size: int
+    seconds: float
+    finished_at: float  # time.monotonic()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyColumn:
+    name: str
+    type_name: str
+
+
+def next_size(size: int, seconds: float, *, start: int, target_s: float | None) -> int:
+    """The next batch's size: toward `target_s` per batch when set (×0.5…×2 per step), else
+    back toward the directive's size after a split."""
+    if target_s is None:
+        return min(size * 2, start)
+    factor = min(max(target_s / max(seconds, 1e-3), 0.5), 2.0)
+    return int(min(max(size * factor, min(MIN_ADAPTIVE_SIZE, start)), start * MAX_GROWTH))
+
+
+def _label(statement: Statement, target: batchsql.Target | None = None) -> str:
+    where = f"{target.verb} {target}" if target else statement.kind
+    return f"batched {where} (line {statement.line})"
+
+
+_ORDERABLE = """
+SELECT format_type(a.atttypid, a.atttypmod), a.attnotnull, EXISTS (
+    SELECT FROM pg_opclass oc JOIN pg_am am ON am.oid = oc.opcmethod
+    WHERE am.amname = 'btree' AND oc.opcdefault AND (
+        oc.opcintype = b.oid
+        OR (b.typtype = 'e' AND oc.opcintype = 'anyenum'::regtype)
+        OR (b.typcategory = 'A' AND oc.opcintype = 'anyarray'::regtype)
+        OR EXISTS (SELECT FROM pg_cast WHERE castsource = b.oid AND casttarget = oc.opcintype
+                   AND castmethod = 'b')))
+FROM pg_attribute a
+JOIN pg_type t ON t.oid = a.atttypid
+JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+WHERE a.attrelid = %s AND a.attname = %s AND a.attnum > 0 AND NOT a.attisdropped
+"""
+
+_PRIMARY_KEY = """
+SELECT a.attname FROM pg_index i
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+WHERE i.indrelid = %s AND i.indisprimary
+"""
+
+
+def _table(target: batchsql.Target) -> sql.Identifier:
+    return sql.Identifier(*([target.schema] if target.schema else []), target.table)
+
+
+def resolve_key(conn: psycopg.Connection, target: batchsql.Target, requested: str | None) -> KeyColumn:
+    """The batch key: `key=` when given, else the table's single-column primary key."""
+    table = _table(target)
+    row = conn.execute("SELECT to_regclass(%s)::oid", (table.as_string(conn),)).fetchone()
+    if row is None or row[0] is None:
+        raise batchsql.NotBatchable(f"table {target} does not exist")
+    oid = row[0]
+    name = requested
+    if name is None:
+        pk = [r[0] for r in conn.execute(_PRIMARY_KEY, (oid,))]
+        if len(pk) != 1:
+            shape = "no primary key" if not pk else f"a composite primary key ({', '.join(pk)})"
+            raise batchsql.NotBatchable(f"{target} has {shape}: name the key with -- lockgate:batch key=COLUMN")
+        name = pk[0]
+    info = conn.execute(_ORDERABLE, (oid, name)).fetchone()
+    if info is None:
+        raise batchsql.NotBatchable(f"{target} has no column {name!r} to batch by")
+    type_name, not_null, orderable = info
+    if not orderable:
+        raise batchsql.NotBatchable(f"key {name} of type {type_name} has no ordering to batch by")
+    if not not_null:
+        has_null = sql.SQL("SELECT EXISTS (SELECT FROM {} WHERE {} IS NULL)").format(table, sql.Identifier(name))
+        if conn.execute(has_null).fetchone() == (True,):
+            raise batchsql.NotBatchable(f"key {name} is NULL in some rows of {target}; batches would skip them")
+    return KeyColumn(name, type_name)
+
+
+class _Run:
+    """The batch loop of one run, on its own connection."""
+
+    def __init__(
+        self, conn: psycopg.Connection, *, settings: Settings, store: CheckpointStore,
+        queries: batchsql.BatchQueries, batch: Batch, label: str, stop: threading.Event,
+        on_batch: Callable[[BatchDone], None] | None,
+    ) -> None:
+        self.conn = conn
+        self.settings = settings
+        self.store = store
+        self.queries = queries
+        self.batch = batch
+        self.label = label
+        self.stop = stop
+        self.on_batch = on_batch
+        self.raw = psycopg.RawCursor(conn)
+
+    def _one(self, query: str, params: tuple[object, ...]) -> object:
+        row = self.raw.execute(query, params).fetchone()
+        return None if row is None else row[0]
+
+    def keys_left(self, cp: Checkpoint) -> int | None:
+        if cp.last_key is None:
+            # A fresh run: the planner's row estimate costs nothing (-1: never analyzed).
+            row = self.conn.execute(
+                "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)",
+                (_table(self.queries.target).as_string(self.conn),),
+            ).fetchone()
+            if row and row[0] is not None and row[0] > 0:
+                return int(row[0])
+        count = self._one(*self.queries.count_keys.bind(cp.last_key, cp.end_key))
+        return int(count) if isinstance(count, int) else None
+
+    def upper(self, cp: Checkpoint, size: int) -> str:
+        found = self._one(*self.queries.next_upper.bind(cp.last_key, cp.end_key, size - 1))
+        return str(found) if found is not None else str(cp.end_key)
+
+    def apply(self, cp: Checkpoint, upper: str, size: int) -> tuple[Checkpoint, int, float]:
+        """One transaction: the bounded statement and the checkpoint after it."""
+        started = time.monotonic()
+        with self.conn.transaction():
+            self.conn.execute(
+                "SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
+                (f"{self.settings.batch_lock_timeout * 1000:.0f}ms",
+                 f"{self.settings.batch_statement_timeout * 1000:.0f}ms"),
+            )
+            rows = self.raw.execute(*self.queries.batch.bind(cp.last_key, upper)).rowcount
+            done = self.store.advance(cp, upper, rows, size)
+        return done, rows, time.monotonic() - started
+
+    def one_batch(self, cp: Checkpoint, size: int) -> tuple[Checkpoint, int, int, float]:
+        """Run the next batch, retrying a timed-out one and then halving it; (checkpoint, rows, size, s)."""
+        while True:
+            upper = self.upper(cp, size)
+            for attempt in range(self.settings.lock_retries + 1):
+                try:
+                    done, rows, seconds = self.apply(cp, upper, size)
+                    return done, rows, size, seconds
+                except _TIMEOUTS as exc:
+                    failure: psycopg.Error = exc
+                    log.warning(
+                        "%s: keys (%s, %s] try %d: %s", self.label, cp.last_key, upper, attempt + 1,
+                        str(exc).strip(),
+                    )
+                    if attempt < self.settings.lock_retries:
+                        self.stop.wait(self.settings.retry_backoff * 2**attempt)
+                except psycopg.Error as exc:
+                    raise BackfillError(
+                        f"{self.label} failed on keys ({cp.last_key}, {upper}]: {str(exc).strip()}"
+                    ) from exc
+            if size <= 1:
+                raise BackfillError(
+                    f"{self.label} failed on keys ({cp.last_key}, {upper}] after"
+                    f" {self.settings.lock_retries + 1} tries, down to 1 row a batch: {str(failure).strip()}"
+                ) from failure
+            size = max(size // 2, 1)
+            log.warning("%s: splitting: batch size now %d", self.label, size)
+
+    def run(self, cp: Checkpoint, started: float, resumed: bool) -> BatchResult:
+        shown = progress.start(self.label, self.keys_left(cp))
+        size = cp.batch_size
+        completed = cp.at_end
+        try:
+            while not completed and not self.stop.is_set():
+                if not wait_until_clear(
+                    self.conn, schema=self.store.schema, max_lag_s=self.settings.max_replica_lag,
+                    stop=self.stop, label=self.label,
+                ):
+                    break
+                cp, rows, used, seconds = self.one_batch(cp, size)
+                faultpoints.reached("batch")
+                shown.batch_done(rows, used, used)
+                if self.on_batch:
+                    self.on_batch(BatchDone(cp.batches_done, rows, used, used, seconds, time.monotonic()))
+                size = next_size(used, seconds, start=self.batch.size, target_s=self.batch.target_s)
+                completed = cp.at_end
+                if not completed and self.batch.pause_s:
+                    self.stop.wait(self.batch.pause_s)
+        finally:
+            shown.close(completed)
+        return BatchResult(cp.rows_done, cp.batches_done, completed, time.monotonic() - started, resumed)
+
+
+def run_batched(
+    dsn: str,
+    *,
+    settings: Settings,
+    version: str,
+    step: int,
+    statement: Statement,
+    stop: threading.Event | None = None,
+    on_batch: Callable[[BatchDone], None] | None = None,
+) -> BatchResult:
+    """Run `statement` (carrying a batch directive) in key ranges; see the module docstring.
+
+    With `stop` set, the current batch finishes and is checkpointed, and the result says
+    completed=False. `on_batch` sees every committed batch.
+    """
+    started = time.monotonic()
+    batch = statement.batch
+    label = _label(statement)
+    if batch is None:
+        raise BackfillError(f"{label} has no -- lockgate:batch directive")
+    try:
+        return _run(dsn, settings=settings, version=version, step=step, statement=statement, batch=batch,
+                    stop=stop or threading.Event(), on_batch=on_batch, started=started)
+    except psycopg.Error as exc:
+        # Connection trouble, or a bound or throttle query failing: no batch is half done.
+        first_line = (str(exc).strip().splitlines() or ["database error"])[0]
+        raise BackfillError(f"{label}: {first_line}") from exc
+
+
+def _run(
+    dsn: str, *, settings: Settings, version: str, step: int, statement: Statement, batch: Batch,
+    stop: threading.Event, on_batch: Callable[[BatchDone], None] | None, started: float,
+) -> BatchResult:
+    label = _label(statement)
+    # prepare_threshold=None: every bounded statement is planned with its real bounds.
+    with psycopg.connect(dsn, autocommit=True, prepare_threshold=None, application_name="lockgate backfill") as conn:
+        conn.execute("SET DateStyle = 'ISO, YMD'")
+        ensure_tables(conn, settings.ledger_schema)
+        try:
+            target = batchsql.target_of(statement.text)
+            label = _label(statement, target)
+            key = resolve_key(conn, target, batch.key)
+            queries = batchsql.batch_queries(statement.text, key.name)
+        except batchsql.NotBatchable as exc:
+            raise BackfillError(f"{label} cannot be batched: {exc}") from None
+        store = CheckpointStore(conn, settings.ledger_schema, version, step)
+        cp = store.load()
+        resumed = cp is not None
+        if cp is None:
+            row = conn.execute(queries.last_key).fetchone()
+            cp = store.create(key.name, key.type_name, row[0] if row else None, batch.size)
+        elif (cp.key_column, cp.key_type) != (key.name, key.type_name):
+            raise BackfillError(
+                f"{label}: the checkpoint was made with key {cp.key_column} {cp.key_type},"
+                f" the statement now batches by {key.name} {key.type_name}"
+            )
+        run = _Run(conn, settings=settings, store=store, queries=queries, batch=batch, label=label,
+                   stop=stop, on_batch=on_batch)
+        try:
+            return run.run(cp, started, resumed)
+        except CheckpointMoved as exc:
+            raise BackfillError(f"{label}: {exc}") from None
