@@ -288,6 +288,9 @@ class Engine:
         if retry and (entry is None or not failed_earlier(entry)):
             state = "not in the ledger" if entry is None else f"{entry.status}"
             raise UsageError(f"{migration.version} has not failed ({state}); nothing to retry")
+        if retry and entry is not None:
+            # Kept so that sync can say on the commit how a failed migration came to be applied.
+            self.ledger.event(migration.version, "retry", {"after": entry.status}, commit)
         if entry is not None and entry.status == "applied":
             return self._outcome(migration, "applied", started, reason="already applied")
         if entry is not None and not retry and failed_earlier(entry) and same_files(entry, migration):

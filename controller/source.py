@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -431,12 +431,13 @@ class Source:
         return _parse_commit(output.strip("\n"))
 
     @contextmanager
-    def migrations_at(self, rev: str | None = None) -> Iterator[CommitMigrations]:
+    def migrations_at(self, rev: str | None = None, *, require_triples: bool = True) -> Iterator[CommitMigrations]:
         """The migration set at `rev` (default: the branch head), read from git objects only.
 
         Files are read in two git calls whatever their number. Their paths point into a temporary
         directory holding only lockgate.sum (verified against the texts), removed when the block
-        ends; the loaded texts stay usable after it.
+        ends; the loaded texts stay usable after it. Without `require_triples`, a migration
+        missing a file is loaded with the files it has.
         """
         sha = self.resolve(rev) if rev else self.head()
         blobs = self._blobs(sha)
@@ -447,7 +448,7 @@ class Source:
             if SUM_FILE in blobs:
                 (target / SUM_FILE).write_bytes(blobs.pop(SUM_FILE))
             files = ((target / name, data) for name, data in sorted(blobs.items()))
-            yield CommitMigrations(sha, root, from_files(target, files))
+            yield CommitMigrations(sha, root, from_files(target, files, require_triples=require_triples))
 
     def _blobs(self, sha: str) -> dict[str, bytes]:
         """File name → content of the .sql files and lockgate.sum directly in the migrations dir."""
@@ -459,15 +460,21 @@ class Source:
             name = PurePosixPath(path).name
             if kind == "blob" and (name.endswith(".sql") or name == SUM_FILE):
                 names.setdefault(object_sha, []).append(name)
-        if not names:
+        contents = self.read_blobs(names)
+        return {name: data for object_sha, data in contents.items() for name in names[object_sha]}
+
+    def read_blobs(self, object_shas: Iterable[str]) -> dict[str, bytes]:
+        """Object sha → content, in one `git cat-file --batch` call whatever their number."""
+        wanted = list(dict.fromkeys(object_shas))
+        if not wanted:
             return {}
         with tempfile.TemporaryFile() as stdin:
-            stdin.write("".join(f"{object_sha}\n" for object_sha in names).encode())
+            stdin.write("".join(f"{object_sha}\n" for object_sha in wanted).encode())
             stdin.seek(0)
             output = self.repo.git.execute(
                 ["git", "cat-file", "--batch"], istream=stdin, stdout_as_string=False, strip_newline_in_stdout=False
             )
-        return {name: data for object_sha, data in _parse_batch(bytes(output)) for name in names[object_sha]}
+        return dict(_parse_batch(bytes(output)))
 
 
 def _parse_batch(output: bytes) -> Iterator[tuple[str, bytes]]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import version as package_version
@@ -166,6 +167,21 @@ class Notes:
         except ValueError as exc:
             log.warning("%s: %s", rev, exc)
             return None
+
+    def read_many(self, shas: Iterable[str]) -> dict[str, StatusNote]:
+        """The notes lockgate wrote on these commits (full shas), in two git calls whatever their number."""
+        if not ref_exists(self.source.repo, self.ref):
+            return {}
+        noted = self._noted(self.ref)
+        blobs = {sha: noted[sha] for sha in shas if sha in noted}
+        texts = self.source.read_blobs(blobs.values())
+        notes: dict[str, StatusNote] = {}
+        for sha, blob in blobs.items():
+            try:
+                notes[sha] = parse(texts[blob].decode())
+            except (ValueError, KeyError) as exc:
+                log.warning("%s: %s", sha, exc)
+        return notes
 
     def text(self, rev: str) -> str | None:
         """The note on `rev` as git shows it."""

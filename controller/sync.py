@@ -13,9 +13,18 @@ with the ledger, and acts:
    (fix forward) or an operator runs `lockgate retry`.
 
 Every outcome goes to the commit as a git note, to GitHub/GitLab when configured, and to a
-Kubernetes Event. A pass with nothing to do changes nothing and writes nothing, so running it
-again and again is safe; the no-op path costs a few git calls and one ledger query, whatever
-the number of migrations.
+Kubernetes Event. That includes outcomes reached outside a pass: when a migration's ledger row
+changed after the note on its commit was written (`lockgate retry` applied it, `lockgate resolve`
+cleared it), the pass first rewrites that note from the ledger. A pass with nothing to do changes
+nothing and writes nothing, so running it again and again is safe; the no-op path costs a few git
+calls (the notes of the branch are read in one go) and one ledger query, whatever the number of
+migrations.
+
+Bad input is judged per migration where it belongs to one: a migration missing its down or
+validate file (committed with `--no-verify`), or whose SQL does not parse or breaks a rule, is
+refused on its commit and only it and the migrations after it wait. What cannot be tied to one
+migration — a badly named file, a duplicate version, a file that is not UTF-8 — makes the whole
+pass bad input (exit 2) with nothing applied, as the set cannot be read reliably.
 """
 
 from __future__ import annotations
@@ -26,12 +35,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Any, Literal
 
 from lockgate.controller import approval, db, forges, kube, redact
 from lockgate.controller.config import Settings
 from lockgate.controller.engine import Engine, Outcome, failed_earlier, same_files
-from lockgate.controller.ledger import LedgerEntry, LedgerRecord
+from lockgate.controller.ledger import Ledger, LedgerEntry, LedgerRecord
 from lockgate.controller.source import REMOTE, BranchHistory, CommitMigrations, CommitRef, Source, ref_exists
 from lockgate.controller.status import GateResult, MigrationRecord, Notes, StatusNote, summary_line
 from lockgate.hooks.check import pair_findings
@@ -49,12 +58,13 @@ Say = Callable[[str], None]
 PUSH_EVERY_S = 5.0
 NoteOutcome = Literal["applied", "failed", "rolled_back", "refused", "dirty"]
 
-# What an engine outcome means on the commit: an apply that did not stick is a failure, whatever
-# it took to undo it (the reason says how it was rolled back).
+# What an engine outcome (or a ledger row's status) means on the commit: an apply that did not
+# stick is a failure, whatever it took to undo it (the reason says how it was rolled back).
 _APPLY_NOTE: dict[str, NoteOutcome] = {
     "applied": "applied", "failed": "failed", "rolled_back": "failed", "dirty": "dirty",
 }
 _ROLLBACK_NOTE: dict[str, NoteOutcome] = {"rolled_back": "rolled_back", "dirty": "dirty"}
+_NEVER = datetime.min.replace(tzinfo=UTC)  # when a record without a finish time finished, for ordering
 _EVENT_REASON: dict[NoteOutcome, kube.Reason] = {
     "applied": kube.Reason.APPLIED,
     "failed": kube.Reason.FAILED,
@@ -145,6 +155,11 @@ class Wait:
     error: str
 
 
+def complete(migration: Migration) -> bool:
+    """It has all three files (a commit made with `--no-verify` may lack one)."""
+    return all(kind in migration.files for kind in KINDS)
+
+
 def unapplied(entries: dict[str, LedgerEntry], migrations: MigrationSet) -> list[str]:
     """Versions at the head without an `applied` ledger row, in version order."""
     return [
@@ -168,12 +183,12 @@ def plan_applies(
     for migration in migrations.migrations:
         entry = entries.get(migration.version)
         if entry is not None and entry.status == "applied":
-            if same_files(entry, migration):
+            if complete(migration) and same_files(entry, migration):
                 continue
             changed_by = history.commits_for(migration.version)
             actions.append(Edited(migration, changed_by[-1] if changed_by else None))
             return actions
-        if entry is not None and failed_earlier(entry) and same_files(entry, migration):
+        if entry is not None and failed_earlier(entry) and complete(migration) and same_files(entry, migration):
             actions.append(Wait(migration.version, migration.name, entry.error or "failed"))
             return actions
         verdict = verdicts[migration.version]
@@ -191,12 +206,18 @@ def plan_applies(
 def edited_after_apply(record: LedgerRecord, migration: Migration) -> list[str]:
     """`path:line:1:` reasons for each file that differs from the text the ledger applied."""
     reasons = []
+    directory = next(iter(migration.files.values())).path.parent
     for kind in KINDS:
-        applied, now = getattr(record, f"{kind}_sql"), migration.files[kind].text
-        if applied != now:
-            line = first_difference(applied.encode(), now.encode())
+        applied, file = getattr(record, f"{kind}_sql"), migration.files.get(kind)
+        if file is None:
             reasons.append(
-                f"{migration.files[kind].path}:{line}:1: {migration.id} was edited after it was applied; "
+                f"{directory / f'{migration.id}.{kind}.sql'}:1:1: removed after {migration.id} was applied; "
+                "applied migrations are immutable: restore the file"
+            )
+        elif applied != file.text:
+            line = first_difference(applied.encode(), file.text.encode())
+            reasons.append(
+                f"{file.path}:{line}:1: {migration.id} was edited after it was applied; "
                 "applied migrations are immutable: revert the edit and add a new migration"
             )
     return reasons
@@ -213,13 +234,121 @@ def hook_checks(pg_version: int) -> approval.Checker:
         findings = pair_findings(migration)
         if not findings:
             findings += check_coverage(migration.up.sql, migration.down.sql)
-        up_findings, context = lint_sql(migration.up.sql, pg_version=pg_version)
-        findings += up_findings
-        findings += lint_sql(migration.down.sql, pg_version=pg_version, kind="down", inherited=context)[0]
-        findings += lint_sql(migration.validate.sql, pg_version=pg_version, kind="validate")[0]
+        # A migration without an up is an orphan: there is nothing to lint the others against.
+        if "up" in migration.files:
+            up_findings, context = lint_sql(migration.up.sql, pg_version=pg_version)
+            findings += up_findings
+            if "down" in migration.files:
+                findings += lint_sql(migration.down.sql, pg_version=pg_version, kind="down", inherited=context)[0]
+            if "validate" in migration.files:
+                findings += lint_sql(migration.validate.sql, pg_version=pg_version, kind="validate")[0]
         return [str(f) for f in findings if f.severity is Severity.ERROR]
 
     return check
+
+
+# -- notes behind the ledger (pure) --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Behind:
+    """A note written before its migration's ledger row last changed, outside a pass (`lockgate
+    retry`, `lockgate resolve`): the note on `commit` should now say `outcome`."""
+
+    entry: LedgerEntry
+    outcome: NoteOutcome
+    commit: CommitRef
+
+
+def ledger_outcome(entry: LedgerEntry, at_head: bool) -> NoteOutcome | None:
+    """What a note says of the row: an apply's outcome while the migration is at the head, a
+    rollback's once a commit removed it; None while the row is not final."""
+    return (_APPLY_NOTE if at_head else _ROLLBACK_NOTE).get(entry.status)
+
+
+def outcome_commits(version: str, at_head: bool, history: BranchHistory) -> list[CommitRef]:
+    """The commits whose notes hold the migration's outcomes in its current life on the branch, oldest first."""
+    if at_head:
+        return history.commits_for(version)
+    removed_by = history.removed_by.get(version)
+    return [removed_by] if removed_by else []
+
+
+def notes_behind(
+    entries: dict[str, LedgerEntry], present: set[str], history: BranchHistory, notes: dict[str, StatusNote]
+) -> list[Behind]:
+    """The rows whose latest note says another outcome and is older than the row, in version order.
+
+    `notes` maps commit shas to their notes. A note newer than the row stands (a refusal of an
+    edit says more than the row it refuses); a row without a note on its commits gets none here,
+    as the pass itself writes the outcomes it produces.
+    """
+    noted: dict[str, list[tuple[str, MigrationRecord]]] = {}
+    for sha, note in notes.items():
+        for record in note.migrations:
+            noted.setdefault(record.version, []).append((sha, record))
+    behind: list[Behind] = []
+    for entry in sorted(entries.values(), key=lambda e: int(e.version)):
+        at_head = entry.version in present
+        outcome = ledger_outcome(entry, at_head)
+        records = noted.get(entry.version, [])
+        # Most rows agree with every note about them: those need no walk of the history.
+        if outcome is None or entry.finished_at is None or all(r.outcome == outcome for _, r in records):
+            continue
+        commits = {c.sha: (order, c) for order, c in enumerate(outcome_commits(entry.version, at_head, history))}
+        current = [(commits[sha], r) for sha, r in records if sha in commits]
+        if not current:
+            continue
+        (_, commit), latest = max(current, key=lambda pair: (pair[1].finished_at or _NEVER, pair[0][0]))
+        if latest.outcome != outcome and (latest.finished_at or _NEVER) < entry.finished_at:
+            behind.append(Behind(entry, outcome, commit))
+    return behind
+
+
+def from_ledger(
+    row: LedgerRecord, outcome: NoteOutcome, events: Sequence[tuple[str, dict[str, Any]]]
+) -> MigrationRecord:
+    """The note record of a row that changed outside a pass; the reason says who changed it, from the row's events."""
+    assert row.finished_at is not None, "only final rows are noted"
+    at = f"{row.finished_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    how = changed_by(events)
+    if how is None:
+        reason = f"{row.status.replace('_', ' ')} outside `lockgate sync` at {at}"
+    elif how[0] == "retry":
+        reason = f"{row.status.replace('_', ' ')} by `lockgate retry` at {at}"
+    else:
+        note = str(how[1].get("note", ""))
+        reason = f"{how[0].replace('_', ' ')} by `lockgate resolve` at {at}" + (f": {note}" if note else "")
+    if outcome != "applied" and row.error:
+        reason = f"{row.error}; {reason}"
+    # A resolve only records a human's verdict: the time since the apply started is no duration.
+    ran = how is None or how[0] == "retry"
+    return MigrationRecord(
+        version=row.version, name=row.name, outcome=outcome, reason=reason,
+        started_at=row.started_at, finished_at=row.finished_at,
+        duration_s=(row.finished_at - row.started_at).total_seconds() if ran else None,
+        rows_before=(row.baseline or {}).get("row_counts", {}),
+        validation=[GateResult(gate=g["gate"], passed=g["passed"], detail=g.get("detail", ""))
+                    for g in row.validation or [] if g.get("passed") is not None],
+    )
+
+
+def changed_by(events: Sequence[tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, Any]] | None:
+    """The event that began the row's current state when a command did: a resolve, or the retry
+    right before the last run started; None when the last run was started otherwise."""
+    for at in range(len(events) - 1, -1, -1):
+        event = events[at][0]
+        if event.startswith("resolved as "):
+            return events[at]
+        if event == "started":
+            return events[at - 1] if at and events[at - 1][0] == "retry" else None
+    return None
+
+
+def catch_up_record(ledger: Ledger, behind: Behind) -> MigrationRecord:
+    row = ledger.get(behind.entry.version)
+    assert row is not None, "a row read this pass is still there: the pass holds the applier lock"
+    return from_ledger(row, behind.outcome, ledger.events(row.version))
 
 
 # -- records -----------------------------------------------------------------------------------
@@ -359,7 +488,7 @@ def run(
     history = source.history()
     signatures = approval.signature_check(source.repo, settings.require_signed, settings.allowed_signers)
     try:
-        with source.migrations_at(history.head.sha) as tree, \
+        with source.migrations_at(history.head.sha, require_triples=False) as tree, \
                 Engine(settings, db.target_dsn(settings), wait=wait, stop=stop) as engine:
             result = _Pass(engine, history, tree, reporter, signatures, stop).run()
     except InputError as exc:
@@ -390,6 +519,8 @@ class _Pass:
 
     def run(self) -> SyncResult:
         entries = self.engine.ledger_entries()
+        present = set(self.tree.migrations.by_version())
+        self._catch_up(entries, present)
         dirty = [e for e in entries.values() if e.status == "dirty"]
         if dirty:
             for entry in dirty:
@@ -399,7 +530,6 @@ class _Pass:
                     f"`lockgate resolve {entry.version} --as applied|rolled_back`"
                 )
             return self.result
-        present = set(self.tree.migrations.by_version())
         rollbacks = plan_rollbacks(entries, present, self.history)
         for held in rollbacks.held:
             self.reporter.refusal(self.history.head, refusal(held.version, held.name, [held.reason]))
@@ -409,6 +539,14 @@ class _Pass:
                 return self.result
         self._apply_all(entries)
         return self.result
+
+    def _catch_up(self, entries: dict[str, LedgerEntry], present: set[str]) -> None:
+        """Rewrite the notes the ledger moved past since they were written, before anything runs."""
+        notes = self.reporter.notes.read_many(change.commit.sha for change in self.history.changes)
+        for behind in notes_behind(entries, present, self.history, notes):
+            record = catch_up_record(self.engine.ledger, behind)
+            self.result.records.append(record)
+            self.reporter.outcome(behind.commit, record)
 
     def _stopped(self) -> bool:
         if self.stop.is_set():
