@@ -25,8 +25,9 @@ from lockgate.hooks.txmode import runs_in_transaction
 
 SYNTAX_RULE = ("LG000", "syntax-error")
 _KIND = re.compile(r"\.(up|down|validate)\.sql$")
-# Below this many migrations forking workers costs more than it saves (bench/lint measures it).
-_PARALLEL_FROM = 48
+# Below this many files forking workers costs more than it saves: bench/lint's sweep puts the break-even
+# near 128 files on 2 idle CPUs (later, near 250, when another process keeps a CPU busy).
+_PARALLEL_FROM = 128
 
 
 @cache
@@ -183,9 +184,9 @@ def _lint_in_parallel(groups: Sequence[tuple[Path, ...]], pg_version: int, worke
     return findings
 
 
-def _workers(groups: int) -> int:
-    """How many processes to lint with: one per usable CPU, when forking is safe and worth it."""
-    if groups < _PARALLEL_FROM or not hasattr(os, "fork"):
+def _workers(files: int, groups: int) -> int:
+    """How many processes to lint `files` in `groups` with: one per usable CPU, when forking is safe and pays."""
+    if files < _PARALLEL_FROM or groups < 2 or not hasattr(os, "fork"):
         return 1
     import threading
 
@@ -199,7 +200,7 @@ def _workers(groups: int) -> int:
 
 def lint_paths(paths: Sequence[Path], *, pg_version: int) -> LintResult:
     groups = _groups(paths)
-    workers = _workers(len(groups))
+    workers = _workers(len(paths), len(groups))
     found = _lint_in_parallel(groups, pg_version, workers) if workers > 1 else _lint_groups(groups, pg_version)
     findings = sorted(found, key=lambda f: (str(f.path), f.line, f.column, f.rule))
     return LintResult(findings, bad_input=any(f.rule == SYNTAX_RULE[0] for f in findings))

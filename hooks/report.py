@@ -66,7 +66,15 @@ def _sarif_rules() -> list[dict[str, Any]]:
             "properties": {"tags": ["postgresql", "migrations"]},
         }
 
-    return [descriptor(info) for info in rule_infos()]
+    from lockgate.hooks.check import CHECK_CODES
+
+    # `lockgate check`'s LG9xx codes are not lint rules but appear in the same reports.
+    checks = (
+        RuleInfo(code=c.code, name=c.name, severity=c.severity, summary=c.summary, doc=c.doc,
+                 file_kinds=("up", "down", "validate"), squawk=(), bad=(), good=())
+        for c in CHECK_CODES
+    )
+    return [descriptor(info) for info in (*rule_infos(), *checks)]
 
 
 def _version() -> str:

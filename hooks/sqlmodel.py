@@ -107,13 +107,23 @@ class _Positions:
     def __init__(self, text: str) -> None:
         self.text = text
         self.data = text.encode()
+        # Most migrations are ASCII: then bytes and characters line up and need no decoding.
+        self.ascii = len(self.data) == len(text)
         self.byte_starts = [0] + [m.end() for m in re.finditer(b"\n", self.data)]
-        self.char_starts = [0] + [m.end() for m in re.finditer("\n", text)]
+        self.char_starts = self.byte_starts if self.ascii else [0] + [m.end() for m in re.finditer("\n", text)]
 
     def from_byte(self, offset: int) -> tuple[int, int]:
         line = bisect_right(self.byte_starts, offset)
         start = self.byte_starts[line - 1]
+        if self.ascii:
+            return line, offset - start + 1
         return line, len(self.data[start:offset].decode(errors="replace")) + 1
+
+    def line_from_byte(self, offset: int) -> int:
+        return bisect_right(self.byte_starts, offset)
+
+    def text_of_bytes(self, start: int, end: int) -> str:
+        return self.text[start:end] if self.ascii else self.data[start:end].decode()
 
     def from_char(self, offset: int) -> tuple[int, int]:
         line = bisect_right(self.char_starts, offset)
@@ -212,9 +222,9 @@ class _Parser:
         (kind, node), = raw["stmt"].items()
         start = raw.get("stmt_location", 0)
         length = raw.get("stmt_len") or len(self.pos.data) - start
-        text = self.pos.data[start : start + length].decode().strip()
+        text = self.pos.text_of_bytes(start, start + length).strip()
         line, column = self.pos.from_byte(start)
-        end_line, _ = self.pos.from_byte(start + length)
+        end_line = self.pos.line_from_byte(start + length)
         return Statement(
             kind=kind,
             node=node,

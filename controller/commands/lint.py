@@ -4,6 +4,7 @@ import argparse
 from pathlib import Path
 
 from lockgate.controller.commands.common import add_dir, add_pg_version
+from lockgate.hooks.errors import InputError
 from lockgate.hooks.lint import lint_paths
 from lockgate.hooks.report import FORMATS
 from lockgate.hooks.settings import lint_settings
@@ -18,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = lint_settings(dir=args.dir, pg_version=args.pg_version)
+    if not args.files and not settings.dir.is_dir():
+        raise InputError.at(settings.dir, 1, 1, "migrations directory not found")
     files = [f for f in args.files if f.suffix == ".sql"] if args.files else sorted(settings.dir.glob("*.sql"))
     result = lint_paths(files, pg_version=settings.target_pg_version)
     output = FORMATS[args.format](result.findings)

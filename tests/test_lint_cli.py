@@ -1,0 +1,141 @@
+"""`lockgate lint` as a user runs it: a real process, real files, exit codes and output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lockgate.hooks import lint
+from lockgate.hooks.lint import lint_paths
+
+LOCKGATE = Path(sys.executable).with_name("lockgate")
+SAFE_UP = "CREATE TABLE customers (id bigint PRIMARY KEY, email text NOT NULL);\n"
+UNSAFE_UP = "CREATE INDEX orders_at_idx ON orders (created_at);\n"
+# The lint path must stay light: a pre-commit run on one file is budgeted at 100 ms.
+HEAVY_MODULES = ("pydantic", "pydantic_settings", "psycopg", "kubernetes", "git", "concurrent.futures",
+                 "multiprocessing", "importlib.metadata", "hashlib")
+
+
+def run_lint(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [str(LOCKGATE)] if LOCKGATE.exists() else [sys.executable, "-m", "lockgate.controller"]
+    return subprocess.run([*command, "lint", *args], cwd=cwd, capture_output=True, text=True, check=False)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "pyproject.toml").write_text("[tool.lockgate]\ndir = 'migrations'\ntarget_pg_version = 15\n")
+    (tmp_path / "migrations").mkdir()
+    return tmp_path
+
+
+def write(project: Path, name: str, content: str | bytes) -> str:
+    path = project / "migrations" / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    return f"migrations/{name}"
+
+
+def test_clean_file_exits_0_and_prints_nothing(project: Path) -> None:
+    name = write(project, "1_customers.up.sql", SAFE_UP)
+    for fmt in ("text", "github"):
+        done = run_lint(project, "--format", fmt, name)
+        assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    assert json.loads(run_lint(project, "--format", "json", name).stdout) == []
+    sarif = json.loads(run_lint(project, "--format", "sarif", name).stdout)
+    assert sarif["runs"][0]["results"] == []
+
+
+def test_findings_exit_1_in_every_format(project: Path) -> None:
+    name = write(project, "1_index.up.sql", UNSAFE_UP)
+    text = run_lint(project, name)
+    assert text.returncode == 1 and text.stderr == ""
+    assert text.stdout.splitlines()[0].startswith(f"{name}:1:1: LG101 ")
+    assert text.stdout.splitlines()[-1] == "Found 1 problem in 1 file."
+    (record,) = json.loads(run_lint(project, "--format", "json", name).stdout)
+    assert (record["path"], record["line"], record["column"], record["rule"]) == (name, 1, 1, "LG101")
+    sarif = json.loads(run_lint(project, "--format", "sarif", name).stdout)
+    (result,) = sarif["runs"][0]["results"]
+    assert result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == name
+    github = run_lint(project, "--format", "github", name)
+    assert github.returncode == 1
+    assert github.stdout.startswith(f"::error file={name},line=1,col=1,title=LG101 require-concurrent-index-creation::")
+
+
+def test_default_lints_the_configured_directory(project: Path) -> None:
+    write(project, "1_customers.up.sql", SAFE_UP)
+    write(project, "2_index.up.sql", UNSAFE_UP)
+    done = run_lint(project, "--format", "json")
+    assert done.returncode == 1
+    assert [r["path"] for r in json.loads(done.stdout)] == ["migrations/2_index.up.sql"]
+
+
+def test_unparsable_file_is_one_lg000_finding_with_exit_2(project: Path) -> None:
+    write(project, "1_customers.up.sql", SAFE_UP)
+    name = write(project, "2_broken.up.sql", "SELECT 1;\nALTER TABLE customers ADD COLUMN;\n")
+    done = run_lint(project, "--format", "json")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    (record,) = json.loads(done.stdout)
+    assert (record["path"], record["line"], record["column"], record["rule"]) == (name, 2, 33, "LG000")
+    assert "syntax error" in record["message"]
+
+
+def test_non_utf8_file_is_one_lg000_finding_with_exit_2(project: Path) -> None:
+    name = write(project, "1_latin1.up.sql", b"SELECT 1;\n-- caf\xe9\n")
+    done = run_lint(project, name)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stdout.splitlines()[0] == f"{name}:2:7: LG000 not UTF-8 text (byte 0xe9)"
+
+
+def test_missing_file_is_one_lg000_finding_and_missing_dir_exits_2(project: Path) -> None:
+    done = run_lint(project, "migrations/9_gone.up.sql")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stdout.splitlines()[0].startswith("migrations/9_gone.up.sql:1:1: LG000 cannot read the file")
+    missing_dir = run_lint(project, "--dir", "nowhere")
+    assert (missing_dir.returncode, missing_dir.stdout) == (2, "")
+    assert missing_dir.stderr.strip() == "nowhere:1:1: migrations directory not found"
+
+
+@pytest.mark.parametrize("args", [["--format", "xml"], ["--pg-version", "99"]])
+def test_bad_flags_exit_2_without_a_traceback(project: Path, args: list[str]) -> None:
+    write(project, "1_customers.up.sql", SAFE_UP)
+    done = run_lint(project, *args)
+    assert done.returncode == 2 and done.stdout == ""
+    assert "Traceback" not in done.stderr and done.stderr.strip()
+
+
+def test_lint_path_imports_nothing_heavy(project: Path) -> None:
+    name = write(project, "1_index.up.sql", UNSAFE_UP)
+    probe = (
+        "import sys\n"
+        "from lockgate.controller.cli import main\n"
+        f"code = main(['lint', '--format', 'text', {name!r}])\n"
+        "sys.stderr.write(' '.join(sorted(sys.modules)) + f' exit={code}')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=project, capture_output=True, text=True, check=False)
+    loaded = set(done.stderr.split())
+    assert "exit=1" in loaded and "lockgate.hooks.lint" in loaded
+    heavy = sorted(m for m in loaded if any(m == h or m.startswith(f"{h}.") for h in HEAVY_MODULES))
+    assert heavy == []
+
+
+def test_many_files_in_parallel_match_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = []
+    for n in range(12):
+        path = tmp_path / f"{n:03d}_m.up.sql"
+        path.write_text(SAFE_UP.replace("customers", f"customers_{n}") + (UNSAFE_UP if n % 3 else "")
+                        + ("SELEC;\n" if n == 7 else ""))
+        paths.append(path)
+    monkeypatch.setattr(lint, "_PARALLEL_FROM", 10**6)
+    alone = lint_paths(paths, pg_version=15)
+    monkeypatch.setattr(lint, "_PARALLEL_FROM", 2)
+    assert lint._workers(len(paths), len(paths)) == min(len(os.sched_getaffinity(0)), len(paths))
+    pooled = lint_paths(paths, pg_version=15)
+    assert pooled == alone and pooled.bad_input
+    assert len([f for f in pooled.findings if f.rule == "LG101"]) == 7
