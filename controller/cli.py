@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from lockgate.hooks.errors import InputError, UsageError
 
-EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_BAD_INPUT = 0, 2
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "new": ("new", "write the up, down and validate files of a new migration"),

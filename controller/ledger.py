@@ -21,7 +21,6 @@ from pydantic import BaseModel
 from lockgate.controller import backfill
 
 Status = Literal["applying", "applied", "failed", "rolled_back", "dirty"]
-STATUSES: tuple[str, ...] = ("applying", "applied", "failed", "rolled_back", "dirty")
 
 # Upgrade steps, in order; `{schema}` is filled in with psycopg.sql. Never edit a step that
 # has shipped: append a new one.
