@@ -1,4 +1,4 @@
-"""Real PostgreSQL for every test that needs one.
+"""Real PostgreSQL for every test that needs one, and the git repositories of the sync tests.
 
 A throwaway cluster is started once per test session (or LOCKGATE_TEST_DSN names an existing
 server), a template database is made once, and each test gets its own clone of it.
@@ -9,11 +9,15 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 
+from lockgate.controller import config
 from lockgate.controller.pgserver import PostgresServer, create_database, drop_database
+from tests.gitrepos import Clone, Origin
+from tests.syncsetup import ITEMS, V1
 
 TEMPLATE = "lockgate_test_template"
 _counter = itertools.count()
@@ -73,3 +77,25 @@ def db(pg_server: Server, pg_template: str) -> Iterator[str]:
 def conn(db: str) -> Iterator[psycopg.Connection]:
     with psycopg.connect(db, autocommit=True) as connection:
         yield connection
+
+
+# -- a bare origin, the developer's clone and sync settings, for the end-to-end sync tests ----------
+
+
+@pytest.fixture
+def origin(tmp_path: Path) -> Origin:
+    return Origin.create(tmp_path)
+
+
+@pytest.fixture
+def dev(origin: Origin) -> Clone:
+    """The developer's clone, having pushed V1 (the `items` table) to origin."""
+    clone = origin.clone("dev")
+    clone.add_migration(V1, "create_items", **ITEMS)
+    clone.push()
+    return clone
+
+
+@pytest.fixture
+def settings(origin: Origin, db: str, tmp_path: Path) -> config.Settings:
+    return config.load(repo=origin.url, cache_dir=tmp_path / "cache", dsn=db)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import logging
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import Message
@@ -17,6 +15,7 @@ from lockgate.controller import config, forges
 from lockgate.controller.forges import CommitStatus, GitHub, GitLab
 from lockgate.controller.redact import Redactor
 from lockgate.controller.status import GateResult, MigrationRecord
+from tests.loopbackhttp import serving_posts
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 TOKEN = "ghp_secret_token_value"
@@ -41,30 +40,13 @@ class Recorder:
 def api() -> Iterator[Recorder]:
     recorder = Recorder("")
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", "0"))
-            recorder.requests.append(Received(
-                "POST", self.path, self.headers, json.loads(self.rfile.read(length)),
-            ))
-            payload = b'{"message": "Bad credentials for ghp_secret_token_value"}'
-            self.send_response(recorder.status)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+    def answer(path: str, headers: Message, body: bytes) -> tuple[int, bytes]:
+        recorder.requests.append(Received("POST", path, headers, json.loads(body)))
+        return recorder.status, b'{"message": "Bad credentials for ghp_secret_token_value"}'
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    recorder.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serving_posts(answer) as url:
+        recorder.url = url
         yield recorder
-    finally:
-        server.shutdown()
-        thread.join()
 
 
 def record(outcome: str = "applied", reason: str = "") -> MigrationRecord:

@@ -17,43 +17,30 @@ from typing import Any
 import psycopg
 import pytest
 
-from lockgate.controller import config, status, sync
+from lockgate.controller import config, status
 from lockgate.controller.source import Source
 from lockgate.controller.status import MigrationRecord, Notes
 from tests.clirun import lockgate
 from tests.gitrepos import Clone, Origin
-from tests.test_sync_e2e import ITEMS, NOTE, columns, merged, note_outcomes, notes_seen_from_a_fresh_clone
+from tests.syncsetup import (
+    ITEMS,
+    NOTE,
+    V1,
+    V2,
+    V3,
+    columns,
+    merged,
+    note_outcomes,
+    notes_seen_from_a_fresh_clone,
+    run_sync,
+)
 
-V1, V2, V3 = "20240101000000", "20240102000000", "20240103000000"
 QTY_INDEX = {
     "up": "CREATE INDEX CONCURRENTLY items_qty_idx ON items (qty);\n",
     "down": "DROP INDEX CONCURRENTLY items_qty_idx;\n",
     "validate": "SELECT to_regclass('items_qty_idx') IS NOT NULL AS indexed;\n",
 }
 ATTEMPTS_FILE = "notes-push-attempts"
-
-
-@pytest.fixture
-def origin(tmp_path: Path) -> Origin:
-    return Origin.create(tmp_path)
-
-
-@pytest.fixture
-def dev(origin: Origin) -> Clone:
-    clone = origin.clone("dev")
-    clone.add_migration(V1, "create_items", **ITEMS)
-    clone.push()
-    return clone
-
-
-@pytest.fixture
-def settings(origin: Origin, db: str, tmp_path: Path) -> config.Settings:
-    return config.load(repo=origin.url, cache_dir=tmp_path / "cache", dsn=db)
-
-
-def run_sync(settings: config.Settings) -> tuple[int, list[str]]:
-    lines: list[str] = []
-    return sync.run(settings, say=lines.append).exit_code, lines
 
 
 def ledger_rows(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
@@ -187,14 +174,23 @@ def test_a_force_push_dropping_two_applied_migrations_rolls_back_neither_and_say
     assert all("noted on" in line for line in lines)
 
 
-def test_a_force_push_back_to_an_older_head_holds_the_migration_it_dropped(
-    origin: Origin, dev: Clone, settings: config.Settings, conn: psycopg.Connection, tmp_path: Path
-) -> None:
+def note_applied_then_rewound(
+    dev: Clone, settings: config.Settings, conn: psycopg.Connection
+) -> tuple[str, list[tuple[Any, ...]]]:
+    """V2 merged and applied, then dev's main reset to the commit before it (not pushed yet): that
+    commit and the ledger as the sync left it."""
     first = dev.head
     merged(dev, "note", V2, "add_note", NOTE)
     assert run_sync(settings)[0] == 0
     applied = ledger_rows(conn)
     dev.reset_hard(first)
+    return first, applied
+
+
+def test_a_force_push_back_to_an_older_head_holds_the_migration_it_dropped(
+    origin: Origin, dev: Clone, settings: config.Settings, conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    first, applied = note_applied_then_rewound(dev, settings, conn)
     dev.push(force=True)  # the branch moved back: no new commit at all
 
     code, _ = run_sync(settings)
@@ -208,11 +204,7 @@ def test_a_force_push_back_to_an_older_head_holds_the_migration_it_dropped(
 def test_a_rewrite_that_keeps_the_files_changes_nothing_and_a_later_revert_is_held(
     origin: Origin, dev: Clone, settings: config.Settings, conn: psycopg.Connection
 ) -> None:
-    first = dev.head
-    merged(dev, "note", V2, "add_note", NOTE)
-    assert run_sync(settings)[0] == 0
-    applied = ledger_rows(conn)
-    dev.reset_hard(first)
+    _, applied = note_applied_then_rewound(dev, settings, conn)
     rebased = dev.add_migration(V2, "add_note", **NOTE, message="the same migration, rebased")
     dev.push(force=True)
 

@@ -10,13 +10,13 @@ received, the ledger, the cache clone's git config. No secret may appear in any 
 from __future__ import annotations
 
 import asyncio
-import http.server
 import json
 import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +33,13 @@ from lockgate.controller.redact import basic_auth
 from lockgate.controller.source import TOKEN_USER
 from tests.clirun import lockgate
 from tests.gitrepos import Clone, Origin
-from tests.test_source import _AuthRepoHandler
-from tests.test_sync_e2e import ITEMS, NOTE, columns, merged, notes_seen_from_a_fresh_clone
+from tests.loopbackhttp import serving_posts, serving_repository
+from tests.syncsetup import NOTE, V1, V2, V3, columns, merged, notes_seen_from_a_fresh_clone
 
 PASSWORD = "Pw-leak-7f3a9c"
 GIT_TOKEN = "gitTok-leak-51d2e8"
 FORGE_TOKEN = "ghp_leakForge93b1c"
 SECRETS = (PASSWORD, GIT_TOKEN, FORGE_TOKEN, basic_auth(TOKEN_USER, GIT_TOKEN))
-V1, V2, V3 = "20240101000000", "20240102000000", "20240103000000"
 EMPTY_GATE = {  # its gate fails on an empty table, so the failure paths run too
     "up": "ALTER TABLE items ADD COLUMN flag boolean;\n",
     "down": "ALTER TABLE items DROP COLUMN flag;\n",
@@ -64,27 +63,15 @@ class Forge:
 def forge() -> Iterator[Forge]:
     recorded = Forge()
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
-            recorded.requests.append((self.path, dict(self.headers), body))
-            first = len(recorded.requests) == 1
-            payload = json.dumps({"message": f"Bad credentials: {FORGE_TOKEN}"} if first else {}).encode()
-            self.send_response(401 if first else 201)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+    def answer(path: str, headers: Message, body: bytes) -> tuple[int, bytes]:
+        recorded.requests.append((path, dict(headers), body.decode()))
+        first = len(recorded.requests) == 1
+        payload = json.dumps({"message": f"Bad credentials: {FORGE_TOKEN}"} if first else {}).encode()
+        return 401 if first else 201, payload
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    recorded.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield recorded
-    server.shutdown()
-    thread.join()
+    with serving_posts(answer) as url:
+        recorded.url = url
+        yield recorded
 
 
 @contextmanager
@@ -141,19 +128,8 @@ def served_over_http(origin: Origin) -> Iterator[tuple[str, list[str | None]]]:
     hook = origin.path / "hooks" / "post-update"
     hook.write_text("#!/bin/sh\nexec git update-server-info\n")
     hook.chmod(0o755)
-    origin.repo.git.update_server_info()
-    seen: list[str | None] = []
-    handler = type("Handler", (_AuthRepoHandler,), {"expected": f"Basic {basic_auth(TOKEN_USER, GIT_TOKEN)}",
-                                                    "seen": seen})
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), lambda *args: handler(*args, directory=str(origin.path.parent)))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/{origin.path.name}", seen
-    finally:
-        server.shutdown()
-        thread.join()
+    with serving_repository(origin, f"Basic {basic_auth(TOKEN_USER, GIT_TOKEN)}") as served:
+        yield served
 
 
 def every_note(origin: Origin) -> str:
@@ -170,12 +146,9 @@ def leaks(text: str) -> list[str]:
 
 
 def test_no_secret_appears_anywhere_a_command_writes(
-    origin: Origin, app_role: str, db: str, conn: psycopg.Connection, forge: Forge, tmp_path: Path,
+    origin: Origin, dev: Clone, app_role: str, db: str, conn: psycopg.Connection, forge: Forge, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
 ) -> None:
-    dev = origin.clone("dev")
-    dev.add_migration(V1, "create_items", **ITEMS)
-    dev.push()
     merged(dev, "note", V2, "add_note", NOTE)
     merged(dev, "flag", V3, "add_flag", EMPTY_GATE)
     keyword_dsn = make_conninfo(db, user=app_role, password=PASSWORD)
@@ -265,19 +238,6 @@ def test_the_readme_configures_secrets_through_the_environment() -> None:
 
 
 # -- only approved commits -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def dev(origin: Origin) -> Clone:
-    clone = origin.clone("dev")
-    clone.add_migration(V1, "create_items", **ITEMS)
-    clone.push()
-    return clone
-
-
-@pytest.fixture
-def origin(tmp_path: Path) -> Origin:
-    return Origin.create(tmp_path)
 
 
 def test_a_migration_whose_files_do_not_match_lockgate_sum_is_refused(

@@ -4,8 +4,6 @@ snapshots without checkout, credentials kept out of .git/config, and approval.""
 from __future__ import annotations
 
 import base64
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
@@ -16,13 +14,9 @@ from lockgate.controller import approval
 from lockgate.controller.approval import Approved, Refused
 from lockgate.controller.redact import Redactor
 from lockgate.controller.source import Source, SourceError
+from tests.loopbackhttp import serving_repository
 
 V1, V2, V3 = "20240101000000", "20240102000000", "20240103000000"
-
-
-@pytest.fixture
-def origin(tmp_path: Path) -> Origin:
-    return Origin.create(tmp_path)
 
 
 @pytest.fixture
@@ -213,46 +207,11 @@ def test_fetch_failure_is_one_redacted_line(tmp_path: Path) -> None:
     assert "s3cr3t-pass" not in (tmp_path / "cache" / "repo.git" / "config").read_text()
 
 
-class _AuthRepoHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves a bare repository over git's dumb HTTP protocol, only with the right credentials."""
-
-    expected = ""
-    seen: list[str | None]
-
-    def do_GET(self) -> None:
-        self.seen.append(self.headers.get("Authorization"))
-        if self.headers.get("Authorization") != self.expected:
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", 'Basic realm="git"')
-            self.end_headers()
-            return
-        super().do_GET()
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def served_origin(origin: Origin, dev: Clone) -> Iterator[tuple[str, list[str | None]]]:
-    origin.repo.git.update_server_info()
     token = "glpat-TOKEN-1234567890"
-    seen: list[str | None] = []
-    handler = type("Handler", (_AuthRepoHandler,), {
-        "expected": "Basic " + base64.b64encode(f"x-access-token:{token}".encode()).decode(),
-        "seen": seen,
-    })
-
-    def factory(*args: object) -> http.server.BaseHTTPRequestHandler:
-        return handler(*args, directory=str(origin.path.parent))  # type: ignore[arg-type]
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), factory)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/{origin.path.name}", seen
-    finally:
-        server.shutdown()
-        thread.join()
+    with serving_repository(origin, "Basic " + base64.b64encode(f"x-access-token:{token}".encode()).decode()) as served:
+        yield served
 
 
 def test_token_is_sent_by_header_and_never_stored(

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.server
 import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -20,104 +19,27 @@ import git
 import psycopg
 import pytest
 from kmock import KubernetesEmulator
-from kubernetes.client import ApiClient, Configuration
 
 from lockgate.controller import config, sync
-from lockgate.controller.kube import ClusterEventRecorder, Pod
-from lockgate.controller.status import parse
 from lockgate.hooks.errors import InputError
 from tests.gitrepos import Clone, Origin, ssh_key
-
-V1, V2, V3, V4 = "20240101000000", "20240102000000", "20240103000000", "20240104000000"
-
-ITEMS = {
-    "up": "CREATE TABLE items (id bigint PRIMARY KEY, qty int NOT NULL);\n",
-    "down": "DROP TABLE items;\n",
-    "validate": "-- Gate: the table exists.\nSELECT to_regclass('items') IS NOT NULL AS items_exist;\n",
-}
-NOTE = {
-    "up": "ALTER TABLE items ADD COLUMN note text;\n",
-    "down": "ALTER TABLE items DROP COLUMN note;\n",
-    "validate": "-- Gate: no notes yet.\nSELECT count(*) = 0 AS no_notes FROM items WHERE note IS NOT NULL;\n",
-}
-
-
-def positive_qty(op: str = ">") -> dict[str, str]:
-    """A CHECK added NOT VALID whose gate fails while rows break it (qty 0 breaks `> 0`)."""
-    bad = {">": "<=", ">=": "<"}[op]
-    return {
-        "up": f"ALTER TABLE items ADD CONSTRAINT items_qty_check CHECK (qty {op} 0) NOT VALID;\n",
-        "down": "ALTER TABLE items DROP CONSTRAINT items_qty_check;\n",
-        "validate": f"-- Gate: every row passes.\nSELECT count(*) = 0 AS qty_ok FROM items WHERE qty {bad} 0;\n",
-    }
-
-
-@pytest.fixture
-def origin(tmp_path: Path) -> Origin:
-    return Origin.create(tmp_path)
-
-
-@pytest.fixture
-def dev(origin: Origin) -> Clone:
-    clone = origin.clone("dev")
-    clone.add_migration(V1, "create_items", **ITEMS)
-    clone.push()
-    return clone
-
-
-@pytest.fixture
-def settings(origin: Origin, db: str, tmp_path: Path) -> config.Settings:
-    return config.load(repo=origin.url, cache_dir=tmp_path / "cache", dsn=db)
-
-
-def run_sync(settings: config.Settings) -> tuple[int, list[str]]:
-    lines: list[str] = []
-    result = sync.run(settings, say=lines.append)
-    return result.exit_code, lines
-
-
-def merged(dev: Clone, branch: str, version: str, name: str, files: dict[str, str]) -> str:
-    """A feature branch with one migration, merged into main with --no-ff and pushed: the merge sha."""
-    dev.branch(branch)
-    dev.add_migration(version, name, **files)
-    dev.switch("main")
-    merge = dev.merge_branch(branch)
-    dev.push()
-    return merge
-
-
-def notes_seen_from_a_fresh_clone(origin: Origin, tmp_path: Path, sha: str) -> str:
-    """What `git log --notes=lockgate` shows for `sha` in a new clone of origin."""
-    path = tmp_path / f"observer-{len(list(tmp_path.glob('observer-*')))}"
-    subprocess.run(["git", "clone", "--quiet", origin.url, str(path)], check=True)
-    subprocess.run(["git", "-C", str(path), "fetch", "--quiet", "origin", "refs/notes/*:refs/notes/*"], check=True)
-    out = subprocess.run(
-        ["git", "-C", str(path), "log", "--notes=lockgate", "-1", "--format=%N", sha],
-        check=True, capture_output=True, text=True,
-    )
-    return out.stdout
-
-
-def note_outcomes(origin: Origin, tmp_path: Path, sha: str) -> dict[str, str]:
-    text = notes_seen_from_a_fresh_clone(origin, tmp_path, sha)
-    return {m.version: m.outcome for m in parse(text).migrations} if text.strip() else {}
-
-
-def columns(conn: psycopg.Connection, table: str) -> list[str]:
-    rows = conn.execute(
-        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 "
-        "AND NOT attisdropped ORDER BY attnum", (table,),
-    ).fetchall()
-    return [r[0] for r in rows]
-
-
-def ledger(conn: psycopg.Connection) -> dict[str, tuple[Any, ...]]:
-    rows = conn.execute("SELECT version, status, commit_sha, error FROM lockgate.migrations").fetchall()
-    return {r[0]: tuple(r[1:]) for r in rows}
-
-
-def events(conn: psycopg.Connection, version: str) -> list[str]:
-    return [r[0] for r in conn.execute("SELECT event FROM lockgate.events WHERE version = %s ORDER BY id", (version,))]
+from tests.loopbackhttp import serving_posts
+from tests.syncsetup import (
+    ITEMS,
+    NOTE,
+    V1,
+    V2,
+    V3,
+    columns,
+    events,
+    ledger,
+    merged,
+    note_outcomes,
+    notes_seen_from_a_fresh_clone,
+    pod_events,
+    positive_qty,
+    run_sync,
+)
 
 
 def test_a_merge_is_applied_and_the_note_reaches_a_fresh_clone(
@@ -366,8 +288,7 @@ def test_a_misnamed_file_on_the_branch_is_bad_input_named_by_its_path_in_the_rep
 async def test_each_outcome_is_a_kubernetes_event_about_the_pod(
     kmock: KubernetesEmulator, origin: Origin, dev: Clone, settings: config.Settings, conn: psycopg.Connection
 ) -> None:
-    with ApiClient(Configuration(host=str(kmock.url).rstrip("/"))) as client:
-        recorder = ClusterEventRecorder(client, Pod(namespace="shop", name="lockgate-sync-1"))
+    with pod_events(kmock) as recorder:
         await asyncio.to_thread(sync.run, settings, say=lambda _: None, events=recorder)
         merge = merged(dev, "note", V2, "add_note", NOTE)
         await asyncio.to_thread(sync.run, settings, say=lambda _: None, events=recorder)
@@ -392,23 +313,12 @@ def github() -> Iterator[tuple[str, list[tuple[str, dict[str, Any]]]]]:
     """A loopback HTTP server standing in for the GitHub API: its URL and the (path, body) it received."""
     received: list[tuple[str, dict[str, Any]]] = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            received.append((self.path, json.loads(body)))
-            self.send_response(201)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+    def answer(path: str, headers: Message, body: bytes) -> tuple[int, bytes]:
+        received.append((path, json.loads(body)))
+        return 201, b""
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", received
-    server.shutdown()
-    server.server_close()
+    with serving_posts(answer) as url:
+        yield url, received
 
 
 def test_outcomes_become_commit_statuses_when_a_token_is_set(

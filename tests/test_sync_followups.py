@@ -14,17 +14,14 @@ from pathlib import Path
 import psycopg
 import pytest
 from kmock import KubernetesEmulator
-from kubernetes.client import ApiClient, Configuration
 
 from lockgate.controller import config, sync
-from lockgate.controller.kube import ClusterEventRecorder, Pod
 from lockgate.controller.ledger import LedgerEntry
 from lockgate.controller.source import BranchHistory, CommitRef, MigrationChange
 from lockgate.controller.status import MigrationRecord, Outcome, StatusNote, parse
 from lockgate.hooks import migrationset, sumfile
 from tests.gitrepos import MIGRATIONS, Clone, Origin
-from tests.test_sync_e2e import (
-    ITEMS,
+from tests.syncsetup import (
     NOTE,
     V1,
     V2,
@@ -36,29 +33,12 @@ from tests.test_sync_e2e import (
     merged,
     note_outcomes,
     notes_seen_from_a_fresh_clone,
+    pod_events,
     positive_qty,
     run_sync,
 )
 
 V5 = "20240105000000"
-
-
-@pytest.fixture
-def origin(tmp_path: Path) -> Origin:
-    return Origin.create(tmp_path)
-
-
-@pytest.fixture
-def dev(origin: Origin) -> Clone:
-    clone = origin.clone("dev")
-    clone.add_migration(V1, "create_items", **ITEMS)
-    clone.push()
-    return clone
-
-
-@pytest.fixture
-def settings(origin: Origin, db: str, tmp_path: Path) -> config.Settings:
-    return config.load(repo=origin.url, cache_dir=tmp_path / "cache", dsn=db)
 
 
 def lockgate(*args: str, db: str) -> subprocess.CompletedProcess[str]:
@@ -75,13 +55,10 @@ async def test_a_retry_by_an_operator_is_noted_on_the_commit_of_the_failed_migra
     kmock: KubernetesEmulator, origin: Origin, dev: Clone, settings: config.Settings, conn: psycopg.Connection,
     db: str, tmp_path: Path,
 ) -> None:
-    with ApiClient(Configuration(host=str(kmock.url).rstrip("/"))) as client:
-        recorder = ClusterEventRecorder(client, Pod(namespace="shop", name="lockgate-sync-1"))
+    with pod_events(kmock) as recorder:
 
         def sync_pass() -> tuple[int, list[str]]:
-            lines: list[str] = []
-            result = sync.run(settings, say=lines.append, events=recorder)
-            return result.exit_code, lines
+            return run_sync(settings, events=recorder)
 
         assert (await asyncio.to_thread(sync_pass))[0] == 0
         conn.execute("INSERT INTO items VALUES (1, 5), (2, 0)")

@@ -96,9 +96,11 @@ def _multistep_dir(folder: Path) -> Path:
     return directory
 
 
-def _rollback_dir(folder: Path) -> Path:
+def _tagging_dir(folder: Path, version: str, name: str, validate: str) -> Path:
+    """One migration tagging every item in a batched UPDATE between two transactional steps, whose
+    down undoes it the same way; `validate` decides whether its gate passes."""
     directory = folder / "migrations"
-    add(directory, "3000", "gate_fails",
+    add(directory, version, name,
         up="ALTER TABLE items ADD COLUMN tag text;\n"
            "-- lockgate:batch size=250\n"
            "UPDATE items SET tag = 'x', touched = touched + 1;\n"
@@ -107,8 +109,13 @@ def _rollback_dir(folder: Path) -> Path:
              "-- lockgate:batch size=250\n"
              "UPDATE items SET touched = touched - 1;\n"
              "ALTER TABLE items DROP COLUMN tag;\n",
-        validate="-- Gate: never passes.\nSELECT count(*) = 0 AS no_items FROM items;\n")
+        validate=validate)
     return directory
+
+
+def _rollback_dir(folder: Path) -> Path:
+    return _tagging_dir(folder, "3000", "gate_fails",
+                        "-- Gate: never passes.\nSELECT count(*) = 0 AS no_items FROM items;\n")
 
 
 _NO_TIER = "SELECT NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'customers'::regclass AND attname = 'tier')"
@@ -143,18 +150,8 @@ def scenarios(template_folder: Callable[[str], Path]) -> dict[str, Scenario]:
 
 def revertible_dir(folder: Path) -> Path:
     """One migration whose down has committed steps: a transaction, a batched UPDATE, a transaction."""
-    directory = folder / "migrations"
-    add(directory, "4000", "revertible",
-        up="ALTER TABLE items ADD COLUMN tag text;\n"
-           "-- lockgate:batch size=250\n"
-           "UPDATE items SET tag = 'x', touched = touched + 1;\n"
-           "CREATE TABLE item_tags (tag text PRIMARY KEY);\n",
-        down="DROP TABLE item_tags;\n"
-             "-- lockgate:batch size=250\n"
-             "UPDATE items SET touched = touched - 1;\n"
-             "ALTER TABLE items DROP COLUMN tag;\n",
-        validate="-- Gate: every item tagged.\nSELECT count(*) = 0 AS tagged FROM items WHERE tag IS NULL;\n")
-    return directory
+    return _tagging_dir(folder, "4000", "revertible",
+                        "-- Gate: every item tagged.\nSELECT count(*) = 0 AS tagged FROM items WHERE tag IS NULL;\n")
 
 
 # Kill points of rolling 4000_revertible back: after its first down statement (inside the
