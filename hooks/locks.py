@@ -15,7 +15,7 @@ from enum import Enum
 from typing import Any
 
 from lockgate.hooks.rules.context import name_key, relation_key
-from lockgate.hooks.sqlmodel import Node, Statement, qualified_names, walk_nodes
+from lockgate.hooks.sqlmodel import Node, Statement, def_options, qualified_names, walk_nodes
 
 ACCESS_SHARE = "ACCESS SHARE"
 ROW_SHARE = "ROW SHARE"
@@ -380,13 +380,9 @@ def _alter_table(out: _Claims, node: Node, pg_version: int, column_types: Mappin
 # Other statements.
 
 
-def _options(node: Node, key: str) -> dict[str, Node]:
-    return {i["DefElem"].get("defname", ""): i["DefElem"] for i in node.get(key) or [] if "DefElem" in i}
-
-
 def vacuum_full(node: Node) -> bool:
     """VACUUM FULL or VACUUM (FULL [true])."""
-    full = _options(node, "options").get("full")
+    full = def_options(node, "options").get("full")
     if full is None:
         return False
     arg = full.get("arg", {})
@@ -406,7 +402,7 @@ def _vacuum(out: _Claims, node: Node) -> None:
 
 
 def _reindex(out: _Claims, node: Node) -> None:
-    concurrent = "concurrently" in _options(node, "params")
+    concurrent = "concurrently" in def_options(node, "params")
     kind = node.get("kind", "")
     target = relation_key(node["relation"]) if "relation" in node else node.get("name") or ALL_TABLES
     index = kind == "REINDEX_OBJECT_INDEX"

@@ -334,6 +334,11 @@ class Relation:
         return f"{self.schema}.{self.name}" if self.schema else self.name
 
 
+def def_options(node: Node, key: str) -> dict[str, Node]:
+    """The `DefElem` options listed under `key` (`WITH (…)`, `(CONCURRENTLY, …)`), by name."""
+    return {i["DefElem"].get("defname", ""): i["DefElem"] for i in node.get(key) or [] if "DefElem" in i}
+
+
 def qualified_names(items: list[Node]) -> list[str]:
     """`[{"String": {"sval": "a"}}, …]` → `["a", …]`."""
     return [i["String"]["sval"] for i in items if "String" in i]

@@ -7,27 +7,19 @@ linter uses the same answer to know whether the file's statements share a transa
 
 from __future__ import annotations
 
-from lockgate.hooks.sqlmodel import SqlFile, Statement
+from lockgate.hooks.sqlmodel import SqlFile, Statement, def_options
 
 _ALWAYS = {"CreatedbStmt", "DropdbStmt", "CreateTableSpaceStmt", "DropTableSpaceStmt", "AlterSystemStmt"}
-
-
-def _options(node: dict[str, object], key: str) -> set[str]:
-    items = node.get(key) or []
-    assert isinstance(items, list)
-    return {i.get("DefElem", {}).get("defname", "") for i in items if isinstance(i, dict)}
 
 
 def cannot_run_in_transaction(stmt: Statement, pg_version: int) -> bool:
     kind, node = stmt.kind, stmt.node
     if kind in _ALWAYS:
         return True
-    if kind == "IndexStmt":
-        return bool(node.get("concurrent"))
-    if kind == "DropStmt":
+    if kind in ("IndexStmt", "DropStmt"):
         return bool(node.get("concurrent"))
     if kind == "ReindexStmt":
-        return "concurrently" in _options(node, "params") or node.get("kind") in (
+        return "concurrently" in def_options(node, "params") or node.get("kind") in (
             "REINDEX_OBJECT_SCHEMA", "REINDEX_OBJECT_SYSTEM", "REINDEX_OBJECT_DATABASE",
         )
     if kind == "VacuumStmt":
