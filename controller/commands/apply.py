@@ -50,14 +50,16 @@ def describe(outcome: Outcome) -> str:
 
 
 @contextmanager
-def stop_on_sigterm() -> Iterator[threading.Event]:
-    """SIGTERM finishes the current batch or statement and stops cleanly."""
+def stop_on(*signums: signal.Signals) -> Iterator[threading.Event]:
+    """An event these signals set instead of killing the process: the current batch (checkpointed)
+    or statement finishes and the run stops cleanly."""
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in signums}
     try:
         yield stop
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def engine_errors_exit(exc: Exception) -> int:
@@ -71,7 +73,10 @@ def run(args: argparse.Namespace) -> int:
     migrationset.parse_all(migrations)
     outcomes: list[Outcome] = []
     try:
-        with stop_on_sigterm() as stop, Engine(settings, db.target_dsn(settings), wait=args.wait, stop=stop) as engine:
+        with (
+            stop_on(signal.SIGTERM) as stop,
+            Engine(settings, db.target_dsn(settings), wait=args.wait, stop=stop) as engine,
+        ):
             todo = engine.pending(migrations)
             engine.check(todo)
             for migration in todo:

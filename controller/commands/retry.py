@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import signal
 
 from lockgate.controller import config, db
-from lockgate.controller.commands.apply import add_wait, describe, engine_errors_exit, stop_on_sigterm
+from lockgate.controller.commands.apply import add_wait, describe, engine_errors_exit, stop_on
 from lockgate.controller.commands.common import add_dir, add_dsn
 from lockgate.controller.engine import Blocked, Engine
 from lockgate.controller.ledger import ApplierBusy
@@ -27,7 +28,10 @@ def run(args: argparse.Namespace) -> int:
     if migration is None:
         raise UsageError(f"no migration {args.migration_version} in {settings.dir}")
     try:
-        with stop_on_sigterm() as stop, Engine(settings, db.target_dsn(settings), wait=args.wait, stop=stop) as engine:
+        with (
+            stop_on(signal.SIGTERM) as stop,
+            Engine(settings, db.target_dsn(settings), wait=args.wait, stop=stop) as engine,
+        ):
             outcome = engine.apply(migration, retry=True)
     except (ApplierBusy, Blocked) as exc:
         return engine_errors_exit(exc)

@@ -13,11 +13,10 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 from lockgate.controller import config, sync
-from lockgate.controller.commands.apply import add_wait, engine_errors_exit
+from lockgate.controller.commands.apply import add_wait, engine_errors_exit, stop_on
 from lockgate.controller.commands.common import add_dir, add_dsn, add_repo
 from lockgate.controller.engine import Blocked
 from lockgate.controller.ledger import ApplierBusy
@@ -42,17 +41,9 @@ def show_progress() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 
 
-@contextmanager
-def stop_on_signals() -> Iterator[threading.Event]:
-    """An event that SIGTERM (Kubernetes stopping the pod) and SIGINT set instead of killing the
-    process: the current batch finishes and is checkpointed, and the run stops."""
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+def stop_on_signals() -> AbstractContextManager[threading.Event]:
+    """SIGTERM (Kubernetes stopping the pod) and SIGINT stop the run after the current batch."""
+    return stop_on(signal.SIGTERM, signal.SIGINT)
 
 
 def run(args: argparse.Namespace) -> int:
