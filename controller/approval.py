@@ -15,8 +15,12 @@ from pathlib import Path
 import git
 
 from lockgate.controller.source import BranchHistory, CommitMigrations, CommitRef
+from lockgate.hooks.check import pair_findings
+from lockgate.hooks.coverage import check_coverage
 from lockgate.hooks.errors import InputError, UsageError
+from lockgate.hooks.lint import lint_sql
 from lockgate.hooks.migrationset import FILE_NAME, Migration, MigrationSet, parse_all
+from lockgate.hooks.rules.base import Severity
 from lockgate.hooks.sumfile import verify
 
 Checker = Callable[[MigrationSet, Migration], list[str]]
@@ -49,6 +53,30 @@ def parse_check(migration_set: MigrationSet, migration: Migration) -> list[str]:
     except InputError as exc:
         return [str(p) for p in exc.problems]
     return []
+
+
+def hook_checks(pg_version: int) -> Checker:
+    """The pre-commit hooks' checks, run server-side on one migration: it parses, has a down and
+    a validate file with SQL in them, the down covers the up, and no lint rule finds an error."""
+
+    def check(migration_set: MigrationSet, migration: Migration) -> list[str]:
+        reasons = parse_check(migration_set, migration)
+        if reasons:
+            return reasons
+        findings = pair_findings(migration)
+        if not findings:
+            findings += check_coverage(migration.up.sql, migration.down.sql)
+        # A migration without an up is an orphan: there is nothing to lint the others against.
+        if "up" in migration.files:
+            up_findings, context = lint_sql(migration.up.sql, pg_version=pg_version)
+            findings += up_findings
+            if "down" in migration.files:
+                findings += lint_sql(migration.down.sql, pg_version=pg_version, kind="down", inherited=context)[0]
+            if "validate" in migration.files:
+                findings += lint_sql(migration.validate.sql, pg_version=pg_version, kind="validate")[0]
+        return [str(f) for f in findings if f.severity is Severity.ERROR]
+
+    return check
 
 
 def sum_reasons(migration_set: MigrationSet) -> tuple[list[str], dict[str, list[str]]]:

@@ -43,13 +43,9 @@ from lockgate.controller.engine import Engine, Outcome, failed_earlier, same_fil
 from lockgate.controller.ledger import Ledger, LedgerEntry, LedgerRecord
 from lockgate.controller.source import REMOTE, BranchHistory, CommitMigrations, CommitRef, Source, ref_exists
 from lockgate.controller.status import GateResult, MigrationRecord, Notes, StatusNote, summary_line
-from lockgate.hooks.check import pair_findings
-from lockgate.hooks.coverage import check_coverage
 from lockgate.hooks.errors import InputError, Problem
 from lockgate.hooks.immutability import first_difference
-from lockgate.hooks.lint import lint_sql
 from lockgate.hooks.migrationset import KINDS, Migration, MigrationSet
-from lockgate.hooks.rules.base import Severity
 from lockgate.hooks.settings import SUPPORTED_PG_VERSIONS
 
 Say = Callable[[str], None]
@@ -221,30 +217,6 @@ def edited_after_apply(record: LedgerRecord, migration: Migration) -> list[str]:
                 "applied migrations are immutable: revert the edit and add a new migration"
             )
     return reasons
-
-
-def hook_checks(pg_version: int) -> approval.Checker:
-    """The pre-commit hooks' checks, run server-side on one migration: it parses, has a down and
-    a validate file with SQL in them, the down covers the up, and no lint rule finds an error."""
-
-    def check(migration_set: MigrationSet, migration: Migration) -> list[str]:
-        reasons = approval.parse_check(migration_set, migration)
-        if reasons:
-            return reasons
-        findings = pair_findings(migration)
-        if not findings:
-            findings += check_coverage(migration.up.sql, migration.down.sql)
-        # A migration without an up is an orphan: there is nothing to lint the others against.
-        if "up" in migration.files:
-            up_findings, context = lint_sql(migration.up.sql, pg_version=pg_version)
-            findings += up_findings
-            if "down" in migration.files:
-                findings += lint_sql(migration.down.sql, pg_version=pg_version, kind="down", inherited=context)[0]
-            if "validate" in migration.files:
-                findings += lint_sql(migration.validate.sql, pg_version=pg_version, kind="validate")[0]
-        return [str(f) for f in findings if f.severity is Severity.ERROR]
-
-    return check
 
 
 # -- notes behind the ledger (pure) --------------------------------------------------------------
@@ -569,7 +541,7 @@ class _Pass:
         migrations = self.tree.migrations
         todo = unapplied(entries, migrations)
         verdicts = approval.approve(
-            self.history, self.tree, versions=todo, checker=hook_checks(self._lint_version()),
+            self.history, self.tree, versions=todo, checker=approval.hook_checks(self._lint_version()),
             signatures=self.signatures,
         ) if todo else {}
         actions = plan_applies(entries, migrations, verdicts, self.history)
