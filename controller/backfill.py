@@ -13,6 +13,11 @@ stream of inserts.
 
 Batch bounds come from keyset pagination over the key's index (`key > lower ORDER BY key
 OFFSET size-1 LIMIT 1`), so every batch costs the same however far along the run is.
+
+With `workers=N` the keys up to that end are cut, when the step first starts, into N
+segments of about as many keys each; each segment has its own checkpoint and its own
+connection and thread, so N batches run at once on disjoint key ranges. The cut is stored,
+so a resumed run finishes the same segments whatever the directive says by then.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psycopg
 from psycopg import errors, sql
@@ -29,6 +34,7 @@ from psycopg import errors, sql
 from lockgate.controller import batchsql, faultpoints, progress
 from lockgate.controller.checkpoints import Checkpoint, CheckpointMoved, CheckpointStore, ensure_tables
 from lockgate.controller.config import Settings
+from lockgate.controller.redact import Redactor
 from lockgate.controller.throttle import wait_until_clear
 from lockgate.hooks.directives import Batch
 from lockgate.hooks.sqlmodel import Statement
@@ -141,13 +147,30 @@ def resolve_key(conn: psycopg.Connection, target: batchsql.Target, requested: st
     return KeyColumn(name, type_name)
 
 
+class _Observers:
+    """What every worker of one run reports to: the progress display and `on_batch`, one at a time."""
+
+    def __init__(self, shown: progress.Progress, on_batch: Callable[[BatchDone], None] | None) -> None:
+        self.shown = shown
+        self.on_batch = on_batch
+        self.batches = 0
+        self.lock = threading.Lock()
+
+    def batch_done(self, rows: int, size: int, seconds: float) -> None:
+        with self.lock:
+            self.batches += 1
+            self.shown.batch_done(rows, size, size)
+            if self.on_batch:
+                self.on_batch(BatchDone(self.batches, rows, size, size, seconds, time.monotonic()))
+
+
 class _Run:
-    """The batch loop of one run, on its own connection."""
+    """The batch loop over one segment, on its own connection."""
 
     def __init__(
         self, conn: psycopg.Connection, *, settings: Settings, store: CheckpointStore,
-        queries: batchsql.BatchQueries, batch: Batch, label: str, stop: threading.Event,
-        on_batch: Callable[[BatchDone], None] | None,
+        queries: batchsql.BatchQueries, batch: Batch, label: str, stop: threading.Event, observers: _Observers,
+        halt: threading.Event | None = None,
     ) -> None:
         self.conn = conn
         self.settings = settings
@@ -156,27 +179,20 @@ class _Run:
         self.batch = batch
         self.label = label
         self.stop = stop
-        self.on_batch = on_batch
+        # Set when a sibling worker failed (and, a moment later, when `stop` is): waits end on it.
+        self.halt = halt or stop
+        self.observers = observers
         self.raw = psycopg.RawCursor(conn)
+
+    def stopping(self) -> bool:
+        return self.stop.is_set() or self.halt.is_set()
 
     def _one(self, query: str, params: tuple[object, ...]) -> object:
         row = self.raw.execute(query, params).fetchone()
         return None if row is None else row[0]
 
-    def keys_left(self, cp: Checkpoint) -> int | None:
-        if cp.last_key is None:
-            # A fresh run: the planner's row estimate costs nothing (-1: never analyzed).
-            row = self.conn.execute(
-                "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)",
-                (_table(self.queries.target).as_string(self.conn),),
-            ).fetchone()
-            if row and row[0] is not None and row[0] > 0:
-                return int(row[0])
-        count = self._one(*self.queries.count_keys.bind(cp.last_key, cp.end_key))
-        return int(count) if isinstance(count, int) else None
-
     def upper(self, cp: Checkpoint, size: int) -> str:
-        found = self._one(*self.queries.next_upper.bind(cp.last_key, cp.end_key, size - 1))
+        found = self._one(*self.queries.next_upper.bind(cp.lower, cp.end_key, size - 1))
         return str(found) if found is not None else str(cp.end_key)
 
     def apply(self, cp: Checkpoint, upper: str, size: int) -> tuple[Checkpoint, int, float]:
@@ -188,7 +204,7 @@ class _Run:
                 (f"{self.settings.batch_lock_timeout * 1000:.0f}ms",
                  f"{self.settings.batch_statement_timeout * 1000:.0f}ms"),
             )
-            rows = self.raw.execute(*self.queries.batch.bind(cp.last_key, upper)).rowcount
+            rows = self.raw.execute(*self.queries.batch.bind(cp.lower, upper)).rowcount
             done = self.store.advance(cp, upper, rows, size)
         return done, rows, time.monotonic() - started
 
@@ -203,46 +219,38 @@ class _Run:
                 except _TIMEOUTS as exc:
                     failure: psycopg.Error = exc
                     log.warning(
-                        "%s: keys (%s, %s] try %d: %s", self.label, cp.last_key, upper, attempt + 1,
+                        "%s: keys (%s, %s] try %d: %s", self.label, cp.lower, upper, attempt + 1,
                         str(exc).strip(),
                     )
                     if attempt < self.settings.lock_retries:
-                        self.stop.wait(self.settings.retry_backoff * 2**attempt)
+                        self.halt.wait(self.settings.retry_backoff * 2**attempt)
                 except psycopg.Error as exc:
                     raise BackfillError(
-                        f"{self.label} failed on keys ({cp.last_key}, {upper}]: {str(exc).strip()}"
+                        f"{self.label} failed on keys ({cp.lower}, {upper}]: {str(exc).strip()}"
                     ) from exc
             if size <= 1:
                 raise BackfillError(
-                    f"{self.label} failed on keys ({cp.last_key}, {upper}] after"
+                    f"{self.label} failed on keys ({cp.lower}, {upper}] after"
                     f" {self.settings.lock_retries + 1} tries, down to 1 row a batch: {str(failure).strip()}"
                 ) from failure
             size = max(size // 2, 1)
             log.warning("%s: splitting: batch size now %d", self.label, size)
 
-    def run(self, cp: Checkpoint, started: float, resumed: bool) -> BatchResult:
-        shown = progress.start(self.label, self.keys_left(cp))
+    def run(self, cp: Checkpoint) -> None:
+        """Batches until the segment's end, or until `stop`."""
         size = cp.batch_size
-        completed = cp.at_end
-        try:
-            while not completed and not self.stop.is_set():
-                if not wait_until_clear(
-                    self.conn, schema=self.store.schema, max_lag_s=self.settings.max_replica_lag,
-                    stop=self.stop, label=self.label,
-                ):
-                    break
-                cp, rows, used, seconds = self.one_batch(cp, size)
-                faultpoints.reached("batch")
-                shown.batch_done(rows, used, used)
-                if self.on_batch:
-                    self.on_batch(BatchDone(cp.batches_done, rows, used, used, seconds, time.monotonic()))
-                size = next_size(used, seconds, start=self.batch.size, target_s=self.batch.target_s)
-                completed = cp.at_end
-                if not completed and self.batch.pause_s:
-                    self.stop.wait(self.batch.pause_s)
-        finally:
-            shown.close(completed)
-        return BatchResult(cp.rows_done, cp.batches_done, completed, time.monotonic() - started, resumed)
+        while not cp.at_end and not self.stopping():
+            if not wait_until_clear(
+                self.conn, schema=self.store.schema, max_lag_s=self.settings.max_replica_lag,
+                stop=self.halt, label=self.label,
+            ):
+                return
+            cp, rows, used, seconds = self.one_batch(cp, size)
+            faultpoints.reached("batch")
+            self.observers.batch_done(rows, used, seconds)
+            size = next_size(used, seconds, start=self.batch.size, target_s=self.batch.target_s)
+            if not cp.at_end and self.batch.pause_s:
+                self.halt.wait(self.batch.pause_s)
 
 
 def run_batched(
@@ -257,8 +265,8 @@ def run_batched(
 ) -> BatchResult:
     """Run `statement` (carrying a batch directive) in key ranges; see the module docstring.
 
-    With `stop` set, the current batch finishes and is checkpointed, and the result says
-    completed=False. `on_batch` sees every committed batch.
+    With `stop` set, the current batches finish and are checkpointed, and the result says
+    completed=False. `on_batch` sees every committed batch, one call at a time.
     """
     started = time.monotonic()
     batch = statement.batch
@@ -266,44 +274,160 @@ def run_batched(
     if batch is None:
         raise BackfillError(f"{label} has no -- lockgate:batch directive")
     try:
-        return _run(dsn, settings=settings, version=version, step=step, statement=statement, batch=batch,
-                    stop=stop or threading.Event(), on_batch=on_batch, started=started)
+        return _Step(dsn, settings=settings, version=version, step=step, statement=statement, batch=batch,
+                     stop=stop or threading.Event(), on_batch=on_batch).run(started)
     except psycopg.Error as exc:
         # Connection trouble, or a bound or throttle query failing: no batch is half done.
         first_line = (str(exc).strip().splitlines() or ["database error"])[0]
-        raise BackfillError(f"{label}: {first_line}") from exc
+        raise BackfillError(f"{label}: {Redactor()(first_line)}") from exc
 
 
-def _run(
-    dsn: str, *, settings: Settings, version: str, step: int, statement: Statement, batch: Batch,
-    stop: threading.Event, on_batch: Callable[[BatchDone], None] | None, started: float,
-) -> BatchResult:
-    label = _label(statement)
+def _connect(dsn: str) -> psycopg.Connection:
     # prepare_threshold=None: every bounded statement is planned with its real bounds.
-    with psycopg.connect(dsn, autocommit=True, prepare_threshold=None, application_name="lockgate backfill") as conn:
+    conn = psycopg.connect(dsn, autocommit=True, prepare_threshold=None, application_name="lockgate backfill")
+    try:
         conn.execute("SET DateStyle = 'ISO, YMD'")
-        ensure_tables(conn, settings.ledger_schema)
+        # A batch is short by design (target=); JIT compiling its plan costs 50–100 ms a batch
+        # whenever the planner's estimate crosses jit_above_cost, which bigger batches do.
+        conn.execute("SET jit = off")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+class _Step:
+    """One batched step: its segments, created on the first run, each run by a worker."""
+
+    def __init__(
+        self, dsn: str, *, settings: Settings, version: str, step: int, statement: Statement, batch: Batch,
+        stop: threading.Event, on_batch: Callable[[BatchDone], None] | None,
+    ) -> None:
+        self.dsn = dsn
+        self.settings = settings
+        self.version = version
+        self.step = step
+        self.statement = statement
+        self.batch = batch
+        self.stop = stop
+        self.on_batch = on_batch
+        self.label = _label(statement)
+
+    def run(self, started: float) -> BatchResult:
+        with _connect(self.dsn) as conn:
+            ensure_tables(conn, self.settings.ledger_schema)
+            try:
+                target = batchsql.target_of(self.statement.text)
+                self.label = _label(self.statement, target)
+                key = resolve_key(conn, target, self.batch.key)
+                queries = batchsql.batch_queries(self.statement.text, key.name)
+            except batchsql.NotBatchable as exc:
+                raise BackfillError(f"{self.label} cannot be batched: {exc}") from None
+            store = CheckpointStore(conn, self.settings.ledger_schema, self.version, self.step)
+            segments = store.load()
+            resumed = bool(segments)
+            if not segments:
+                bounds = _segment_bounds(psycopg.RawCursor(conn), queries, self.batch.workers)
+                segments = store.create(key.name, key.type_name, bounds, self.batch.size)
+            elif (segments[0].key_column, segments[0].key_type) != (key.name, key.type_name):
+                raise BackfillError(
+                    f"{self.label}: the checkpoint was made with key {segments[0].key_column}"
+                    f" {segments[0].key_type}, the statement now batches by {key.name} {key.type_name}"
+                )
+            observers = _Observers(progress.start(self.label, _keys_left(conn, queries, segments)), self.on_batch)
+            completed = False
+            try:
+                self._work(conn, store, queries, observers, [cp for cp in segments if not cp.at_end])
+                segments = store.load()
+                completed = all(cp.at_end for cp in segments)
+            finally:
+                observers.shown.close(completed)
+        return BatchResult(
+            sum(cp.rows_done for cp in segments), sum(cp.batches_done for cp in segments), completed,
+            time.monotonic() - started, resumed,
+        )
+
+    def _runner(self, conn: psycopg.Connection, store: CheckpointStore, queries: batchsql.BatchQueries,
+                observers: _Observers, halt: threading.Event | None = None) -> _Run:
+        """A segment's loop on `conn`: its checkpoint advances in that connection's batch transactions."""
+        return _Run(conn, settings=self.settings, store=replace(store, conn=conn), queries=queries,
+                    batch=self.batch, label=self.label, stop=self.stop, observers=observers, halt=halt)
+
+    def _work(self, conn: psycopg.Connection, store: CheckpointStore, queries: batchsql.BatchQueries,
+              observers: _Observers, pending: list[Checkpoint]) -> None:
+        """Run the pending segments: on this connection when there is one, else a worker thread each."""
         try:
-            target = batchsql.target_of(statement.text)
-            label = _label(statement, target)
-            key = resolve_key(conn, target, batch.key)
-            queries = batchsql.batch_queries(statement.text, key.name)
-        except batchsql.NotBatchable as exc:
-            raise BackfillError(f"{label} cannot be batched: {exc}") from None
-        store = CheckpointStore(conn, settings.ledger_schema, version, step)
-        cp = store.load()
-        resumed = cp is not None
-        if cp is None:
-            row = conn.execute(queries.last_key).fetchone()
-            cp = store.create(key.name, key.type_name, row[0] if row else None, batch.size)
-        elif (cp.key_column, cp.key_type) != (key.name, key.type_name):
-            raise BackfillError(
-                f"{label}: the checkpoint was made with key {cp.key_column} {cp.key_type},"
-                f" the statement now batches by {key.name} {key.type_name}"
-            )
-        run = _Run(conn, settings=settings, store=store, queries=queries, batch=batch, label=label,
-                   stop=stop, on_batch=on_batch)
-        try:
-            return run.run(cp, started, resumed)
+            if len(pending) <= 1:
+                for cp in pending:
+                    self._runner(conn, store, queries, observers).run(cp)
+                return
+            self._in_parallel(store, queries, observers, pending)
         except CheckpointMoved as exc:
-            raise BackfillError(f"{label}: {exc}") from None
+            raise BackfillError(f"{self.label}: {exc}") from None
+
+    def _in_parallel(self, store: CheckpointStore, queries: batchsql.BatchQueries, observers: _Observers,
+                     pending: list[Checkpoint]) -> None:
+        # Workers stop on the caller's stop, and on the first failure of any of them.
+        halt = threading.Event()
+        failures: list[BaseException] = []
+
+        def work(cp: Checkpoint) -> None:
+            try:
+                with _connect(self.dsn) as own:
+                    self._runner(own, store, queries, observers, halt).run(cp)
+            except BaseException as exc:  # handed to the caller's thread below
+                failures.append(exc)
+                halt.set()
+
+        workers = [threading.Thread(target=work, args=(cp,), name=f"lockgate-batch-{cp.segment}", daemon=True)
+                   for cp in pending]
+        for worker in workers:
+            worker.start()
+        while workers:
+            if self.stop.is_set():
+                halt.set()
+            workers[0].join(0.05)
+            workers = [w for w in workers if w.is_alive()]
+        if failures:
+            raise failures[0]
+
+
+def _segment_bounds(
+    raw: psycopg.RawCursor[tuple[object, ...]], queries: batchsql.BatchQueries, workers: int
+) -> list[tuple[str | None, str | None]]:
+    """`workers` key ranges (start, end] of about as many keys each, the last ending at today's largest key."""
+    row = raw.execute(queries.last_key).fetchone()
+    end = None if row is None or row[0] is None else str(row[0])
+    cuts: list[str] = []
+    if end is not None and workers > 1:
+        count_row = raw.execute(*queries.count_keys.bind(None, end)).fetchone()
+        count = int(str(count_row[0])) if count_row else 0
+        for n in range(1, workers):
+            offset = count * n // workers - 1
+            if offset < 0:
+                continue
+            found = raw.execute(*queries.next_upper.bind(None, end, offset)).fetchone()
+            cut = None if found is None else str(found[0])
+            if cut is not None and cut != end and cut not in cuts:
+                cuts.append(cut)
+    starts: list[str | None] = [None, *cuts]
+    ends: list[str | None] = [*cuts, end]
+    return list(zip(starts, ends, strict=True))
+
+
+def _keys_left(conn: psycopg.Connection, queries: batchsql.BatchQueries, segments: list[Checkpoint]) -> int | None:
+    """Keys still to do, for progress: the planner's estimate (free) on a fresh run, else counted."""
+    if all(cp.last_key is None for cp in segments):
+        row = conn.execute(
+            "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)",
+            (_table(queries.target).as_string(conn),),
+        ).fetchone()
+        if row and row[0] is not None and row[0] > 0:  # -1: never analyzed
+            return int(row[0])
+    raw = psycopg.RawCursor(conn)
+    left = 0
+    for cp in segments:
+        if not cp.at_end:
+            found = raw.execute(*queries.count_keys.bind(cp.lower, cp.end_key)).fetchone()
+            left += int(str(found[0])) if found else 0
+    return left

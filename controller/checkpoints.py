@@ -1,14 +1,15 @@
 """Where batched backfills keep their place, and the manual pause switch.
 
-Both live in the ledger schema. A checkpoint row is advanced in the same transaction as the
-batch it records, so after a crash the database holds either both or neither. Keys are kept
-as text next to the key column's type name: integer, uuid, text and timestamp keys all
-round-trip through their text form.
+Both live in the ledger schema. A batched step's keys are split into one or more segments
+(one per worker, fixed when the step first starts), each with its own checkpoint row. A row
+is advanced in the same transaction as the batch it records, so after a crash the database
+holds either both or neither. Keys are kept as text next to the key column's type name:
+integer, uuid, text and timestamp keys all round-trip through their text form.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psycopg
 from psycopg import sql
@@ -18,20 +19,31 @@ CHECKPOINTS = "batch_checkpoints"
 CONTROL = "batch_control"
 
 
+# A checkpoint table from before segments held one row per step: segment 0, from the start.
+_ADD_SEGMENTS = (
+    "ALTER TABLE {checkpoints} ADD COLUMN segment int NOT NULL DEFAULT 0, ADD COLUMN start_key text,"
+    " DROP CONSTRAINT {old_pkey}, ADD CONSTRAINT {segment_pkey} PRIMARY KEY (version, step, segment)"
+)
+
+
 def ensure_tables(conn: psycopg.Connection, schema: str) -> None:
     """Create the ledger schema, the checkpoint table and the pause switch if missing."""
     names = {
         "schema": sql.Identifier(schema),
         "checkpoints": sql.Identifier(schema, CHECKPOINTS),
         "control": sql.Identifier(schema, CONTROL),
+        "segment_pkey": sql.Identifier(f"{CHECKPOINTS}_segment_pkey"),
+        "old_pkey": sql.Identifier(f"{CHECKPOINTS}_pkey"),
     }
     statements = [
         "CREATE SCHEMA IF NOT EXISTS {schema}",
         """CREATE TABLE IF NOT EXISTS {checkpoints} (
             version      text        NOT NULL,
             step         int         NOT NULL,
+            segment      int         NOT NULL DEFAULT 0,
             key_column   text        NOT NULL,
             key_type     text        NOT NULL,
+            start_key    text,
             last_key     text,
             end_key      text,
             rows_done    bigint      NOT NULL DEFAULT 0,
@@ -40,7 +52,7 @@ def ensure_tables(conn: psycopg.Connection, schema: str) -> None:
             started_at   timestamptz NOT NULL DEFAULT now(),
             updated_at   timestamptz NOT NULL DEFAULT now(),
             finished     boolean     NOT NULL DEFAULT false,
-            PRIMARY KEY (version, step)
+            CONSTRAINT {segment_pkey} PRIMARY KEY (version, step, segment)
         )""",
         """CREATE TABLE IF NOT EXISTS {control} (
             singleton  boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
@@ -53,14 +65,24 @@ def ensure_tables(conn: psycopg.Connection, schema: str) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('lockgate.batch_tables'))")
         for statement in statements:
             conn.execute(sql.SQL(statement).format(**names))
+        segmented = conn.execute(
+            "SELECT EXISTS (SELECT FROM pg_constraint WHERE conrelid = %s::regclass AND conname = %s)",
+            (names["checkpoints"].as_string(conn), f"{CHECKPOINTS}_segment_pkey"),
+        ).fetchone()
+        if segmented != (True,):
+            conn.execute(sql.SQL(_ADD_SEGMENTS).format(**names))
 
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
+    """The place of one segment: keys (start_key, end_key], done up to last_key."""
+
+    segment: int
     key_column: str
     key_type: str
-    last_key: str | None  # None: no batch done yet
-    end_key: str | None  # the largest key when the run began; None: the table was empty
+    start_key: str | None  # exclusive; None: from the table's first key
+    last_key: str | None  # None: no batch of this segment done yet
+    end_key: str | None  # inclusive; the last segment ends at the largest key when the step began
     rows_done: int
     batches_done: int
     batch_size: int
@@ -70,6 +92,11 @@ class Checkpoint:
     def at_end(self) -> bool:
         return self.end_key is None or self.last_key == self.end_key
 
+    @property
+    def lower(self) -> str | None:
+        """The exclusive lower bound of the next batch; None: from the table's first key."""
+        return self.last_key if self.last_key is not None else self.start_key
+
 
 class CheckpointMoved(RuntimeError):
     """Another run advanced this checkpoint: two appliers are running the same backfill."""
@@ -77,7 +104,7 @@ class CheckpointMoved(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class CheckpointStore:
-    """The checkpoint row of one batched step of one migration."""
+    """The checkpoint rows of one batched step of one migration."""
 
     conn: psycopg.Connection
     schema: str
@@ -88,50 +115,51 @@ class CheckpointStore:
     def _table(self) -> sql.Identifier:
         return sql.Identifier(self.schema, CHECKPOINTS)
 
-    def load(self) -> Checkpoint | None:
+    def load(self) -> list[Checkpoint]:
+        """Every segment in key order; empty before the step first started."""
         query = sql.SQL(
-            "SELECT key_column, key_type, last_key, end_key, rows_done, batches_done, batch_size, finished"
-            " FROM {} WHERE version = %s AND step = %s"
+            "SELECT segment, key_column, key_type, start_key, last_key, end_key, rows_done, batches_done,"
+            " batch_size, finished FROM {} WHERE version = %s AND step = %s ORDER BY segment"
         ).format(self._table)
         with self.conn.cursor(row_factory=class_row(Checkpoint)) as cur:
-            return cur.execute(query, (self.version, self.step)).fetchone()
+            return cur.execute(query, (self.version, self.step)).fetchall()
 
-    def create(self, key_column: str, key_type: str, end_key: str | None, batch_size: int) -> Checkpoint:
+    def create(
+        self, key_column: str, key_type: str, bounds: list[tuple[str | None, str | None]], batch_size: int
+    ) -> list[Checkpoint]:
+        """The segments (start, end] in key order, all or none; a run that raced us keeps its own."""
         query = sql.SQL(
-            "INSERT INTO {} (version, step, key_column, key_type, end_key, batch_size, finished)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (version, step) DO NOTHING"
+            "INSERT INTO {} (version, step, segment, key_column, key_type, start_key, end_key, batch_size,"
+            " finished) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
         ).format(self._table)
-        values = (self.version, self.step, key_column, key_type, end_key, batch_size, end_key is None)
-        self.conn.execute(query, values)
-        created = self.load()
-        assert created is not None
-        return created
+        with self.conn.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"lockgate.batch {self.version}",))
+            if not self.load():
+                for segment, (start, end) in enumerate(bounds):
+                    values = (self.version, self.step, segment, key_column, key_type, start, end, batch_size,
+                              end is None)
+                    self.conn.execute(query, values)
+        return self.load()
 
     def advance(self, before: Checkpoint, upper: str, rows: int, batch_size: int) -> Checkpoint:
         """Record one batch; call inside the batch's transaction."""
         query = sql.SQL(
             "UPDATE {} SET last_key = %s, rows_done = rows_done + %s, batches_done = batches_done + 1,"
             " batch_size = %s, updated_at = now(), finished = %s"
-            " WHERE version = %s AND step = %s AND last_key IS NOT DISTINCT FROM %s"
+            " WHERE version = %s AND step = %s AND segment = %s AND last_key IS NOT DISTINCT FROM %s"
         ).format(self._table)
         finished = upper == before.end_key
         cur = self.conn.execute(
-            query, (upper, rows, batch_size, finished, self.version, self.step, before.last_key)
+            query, (upper, rows, batch_size, finished, self.version, self.step, before.segment, before.last_key)
         )
         if cur.rowcount != 1:
             raise CheckpointMoved(
                 f"checkpoint of {self.version} step {self.step} moved under this run:"
                 " another applier is running the same backfill"
             )
-        return Checkpoint(
-            key_column=before.key_column,
-            key_type=before.key_type,
-            last_key=upper,
-            end_key=before.end_key,
-            rows_done=before.rows_done + rows,
-            batches_done=before.batches_done + 1,
-            batch_size=batch_size,
-            finished=finished,
+        return replace(
+            before, last_key=upper, rows_done=before.rows_done + rows, batches_done=before.batches_done + 1,
+            batch_size=batch_size, finished=finished,
         )
 
 

@@ -17,7 +17,7 @@ import contextlib
 import dataclasses
 import hashlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -39,6 +39,7 @@ from lockgate.controller.ledger import (
 from lockgate.controller.snapshot import Baseline
 from lockgate.controller.steps import Step, is_atomic, split
 from lockgate.controller.validation import GateResult
+from lockgate.hooks.directives import Timeout
 from lockgate.hooks.errors import InputError, Problem, UsageError
 from lockgate.hooks.migrationset import KINDS, Migration, MigrationSet
 from lockgate.hooks.sqlmodel import SqlFile, Statement, parse_sql
@@ -48,6 +49,22 @@ OutcomeStatus = Literal["applied", "failed", "rolled_back", "dirty", "interrupte
 # What re-running a statement that already took effect says: it exists already (relation,
 # object, column), or what it drops is gone (object, relation, column).
 _TOOK_EFFECT = frozenset({"42P07", "42710", "42701", "42704", "42P01", "42703"})
+
+
+class Timeouts(NamedTuple):
+    """A session's lock_timeout and statement_timeout, in seconds (0: no limit)."""
+
+    lock_s: float
+    statement_s: float
+
+
+def effective_timeouts(settings: Settings, directive: Timeout | None) -> Timeouts:
+    """The configured timeouts with a migration's `-- lockgate:timeout` on top."""
+    lock, statement = settings.lock_timeout, settings.statement_timeout
+    if directive is not None:
+        lock = lock if directive.lock_s is None else directive.lock_s
+        statement = statement if directive.statement_s is None else directive.statement_s
+    return Timeouts(lock, statement)
 
 
 class Outcome(BaseModel):
@@ -177,6 +194,8 @@ class Engine:
         self.stop = stop or threading.Event()
         self._lock_conn: psycopg.Connection | None = None
         self._conn: psycopg.Connection | None = None
+        # The `-- lockgate:timeout` of the migration being applied or rolled back, if it has one.
+        self._override: Timeout | None = None
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -187,11 +206,7 @@ class Engine:
             acquire_applier_lock(self._lock_conn, schema, wait=self.wait, stop=self.stop)
             wait_for_dead_runs(self._lock_conn, timeout_s=self.settings.statement_timeout or None, stop=self.stop)
             self._conn = db.connect(self.dsn, application_name="lockgate applier")
-            db.set_timeouts(
-                self._conn,
-                lock_timeout_s=self.settings.lock_timeout,
-                statement_timeout_s=self.settings.statement_timeout,
-            )
+            self._set_timeouts(effective_timeouts(self.settings, None))
             self.pg_version = db.server_major(self._conn)
             self.ledger = Ledger(self._conn, schema)
             self.ledger.setup()
@@ -265,6 +280,8 @@ class Engine:
             if not db.connection_lost(exc):
                 raise
             raise self._lost(migration.version, exc) from None
+        finally:
+            self._override = None
 
     def _lost(self, version: str, exc: psycopg.OperationalError) -> ConnectionLost:
         """The ConnectionLost to raise, noted in the ledger when the applier's own session still works."""
@@ -284,6 +301,7 @@ class Engine:
         started = _now()
         self.check([migration])
         up_steps = split(migration.up.sql, pg_version=self.pg_version)
+        self._override = migration.up.sql.timeout
         entry = self.ledger.get(migration.version)
         if retry and (entry is None or not failed_earlier(entry)):
             state = "not in the ledger" if entry is None else f"{entry.status}"
@@ -352,7 +370,7 @@ class Engine:
                 done = step.number
             if not atomic or not up_steps:
                 self._hold_lock()
-                with self.conn.transaction():
+                with self._own_timeouts(), self.conn.transaction():
                     validate_and_record()
         except (StepFailed, _GatesFailed) as exc:
             committed = not atomic and (
@@ -405,8 +423,38 @@ class Engine:
                 return False
             on_commit()
             return True
-        self._with_lock_retries(version, path, lambda: self._execute_step(version, step, on_commit))
+        with self._own_timeouts():
+            self._with_lock_retries(version, path, lambda: self._execute_step(version, step, on_commit))
         return True
+
+    # -- timeouts ---------------------------------------------------------------------------
+
+    def _set_timeouts(self, timeouts: Timeouts) -> None:
+        db.set_timeouts(self.conn, lock_timeout_s=timeouts.lock_s, statement_timeout_s=timeouts.statement_s)
+
+    @property
+    def _timeouts(self) -> Timeouts:
+        """What the current migration's own SQL runs with."""
+        return effective_timeouts(self.settings, self._override)
+
+    @contextlib.contextmanager
+    def _own_timeouts(self) -> Iterator[None]:
+        """The migration's `-- lockgate:timeout` on the applier session while its own SQL runs.
+
+        That SQL is its up steps, its validation gates and its down steps; lockgate's own work
+        (baseline counts, catalog snapshots) keeps the configured values, and so does the next
+        migration. Entered outside any transaction, so the session-level SET survives the
+        step's transaction and the reset is not refused by an aborted one.
+        """
+        if self._override is None:
+            yield
+            return
+        self._set_timeouts(self._timeouts)
+        try:
+            yield
+        finally:
+            if not self.conn.closed:  # a lost session takes its settings with it
+                self._set_timeouts(effective_timeouts(self.settings, None))
 
     def _execute_step(self, version: str, step: Step, on_commit: Callable[[], None]) -> None:
         point = "undo" if step.number < 0 else "statement"
@@ -462,7 +510,7 @@ class Engine:
 
     def _execute(self, stmt: Statement) -> None:
         assert self._lock_conn is not None  # idle while the run lasts: it watches for blockers
-        every = self.settings.lock_timeout / 3
+        every = self._timeouts.lock_s / 3
         with db.watch_blockers(self._lock_conn, self.conn.info.backend_pid, every_s=every) as blockers:
             try:
                 self.conn.execute(stmt.text.encode())
@@ -481,17 +529,24 @@ class Engine:
                 if not isinstance(exc.cause, errors.LockNotAvailable):
                     raise StepFailed(_message(exc.cause), path, exc.stmt) from None
                 blockers = "blocked by " + " and ".join(exc.blockers) if exc.blockers else "no blocker seen"
+                lock_s = self._timeouts.lock_s
                 if n == retries:
                     raise StepFailed(
-                        f"lock timeout ({self.settings.lock_timeout:g}s) {retries + 1} times; {blockers}",
+                        f"lock timeout ({lock_s:g}s{self._lock_source()}) {retries + 1} times; {blockers}",
                         path, exc.stmt,
                     ) from None
                 delay = self.settings.retry_backoff * 2**n
                 self.ledger.event(version, "lock timeout", {
                     "attempt": n + 1, "retry_in_s": delay, "blockers": blockers, "line": exc.stmt.line,
+                    "lock_timeout_s": lock_s,
                 })
                 if self.stop.wait(delay):
                     raise StepFailed(f"stopped while waiting for a lock; {blockers}", path, exc.stmt) from None
+
+    def _lock_source(self) -> str:
+        if self._override is None or self._override.lock_s is None:
+            return ""
+        return f", set by the up file's -- lockgate:timeout on line {self._override.line}"
 
     # -- failure and rollback ---------------------------------------------------------------
 
@@ -579,6 +634,8 @@ class Engine:
             if not db.connection_lost(exc):
                 raise
             raise self._lost(version, exc) from None
+        finally:
+            self._override = None
 
     def _rollback(self, version: str, *, commit: str | None) -> Outcome:
         self._hold_lock()
@@ -592,6 +649,8 @@ class Engine:
             raise Blocked(f"{version}: the down text in the ledger does not match its checksum; refusing to run it")
         migration = Migration(version, entry.name)
         down = parse_sql(Path(f"{version}_{entry.name}.down.sql"), entry.down_sql)
+        # The up file's timeout directive governs its rollback too: read it from the applied text.
+        self._override = parse_sql(Path(f"{version}_{entry.name}.up.sql"), entry.up_sql).timeout
         baseline = Baseline.model_validate(entry.baseline)
         rows_before = snapshot.row_counts(self.conn, self._tables(baseline))
         if entry.undo_steps_done is None:

@@ -17,11 +17,12 @@ from psycopg import sql
 from pydantic import BaseModel
 
 from lockgate.controller import db
-from lockgate.controller.engine import pending_of
+from lockgate.controller.config import Settings
+from lockgate.controller.engine import effective_timeouts, pending_of
 from lockgate.controller.ledger import Ledger, LedgerEntry
 from lockgate.controller.steps import Mode, is_atomic, split
 from lockgate.hooks import locks
-from lockgate.hooks.migrationset import MigrationSet
+from lockgate.hooks.migrationset import Migration, MigrationSet
 from lockgate.hooks.rules.context import relation_key
 from lockgate.hooks.sqlmodel import Statement
 
@@ -42,12 +43,22 @@ class PlannedStatement(BaseModel):
     text: str
     locks: list[PlannedLock]
     batches: int | None = None  # expected batches of a `-- lockgate:batch` statement
+    workers: int | None = None  # how many of them run at once
 
 
 class PlannedStep(BaseModel):
     number: int
     mode: Mode
     statements: list[PlannedStatement]
+
+
+class PlannedTimeouts(BaseModel):
+    """The timeouts a migration's `-- lockgate:timeout` (on `line` of its up file) gives it, merged
+    with the configured ones; in seconds, 0 meaning no limit."""
+
+    line: int
+    lock_timeout_s: float
+    statement_timeout_s: float
 
 
 class PlannedMigration(BaseModel):
@@ -57,6 +68,7 @@ class PlannedMigration(BaseModel):
     state: str  # "pending", "resumes an interrupted run", "failed before: needs `lockgate retry`"
     atomic: bool
     steps: list[PlannedStep]
+    timeouts: PlannedTimeouts | None = None  # only when the migration overrides the configured ones
 
 
 class _Catalog:
@@ -116,7 +128,8 @@ def _statement(stmt: Statement, catalog: _Catalog, pg_version: int) -> PlannedSt
     if stmt.batch is not None and planned_locks and planned_locks[0].estimated_rows is not None:
         batches = max(1, math.ceil(planned_locks[0].estimated_rows / stmt.batch.size))
     first_line = stmt.text.split("\n", 1)[0]
-    return PlannedStatement(line=stmt.line, kind=stmt.kind, text=first_line, locks=planned_locks, batches=batches)
+    return PlannedStatement(line=stmt.line, kind=stmt.kind, text=first_line, locks=planned_locks, batches=batches,
+                            workers=stmt.batch.workers if stmt.batch is not None else None)
 
 
 def _state(entry: LedgerEntry | None, version: str) -> str:
@@ -129,8 +142,23 @@ def _state(entry: LedgerEntry | None, version: str) -> str:
     return entry.status
 
 
-def build(conn: psycopg.Connection, migrations: MigrationSet, *, ledger_schema: str) -> list[PlannedMigration]:
-    """The plan for every pending migration; reads the ledger and catalog, writes nothing."""
+def _timeouts(migration: Migration, settings: Settings) -> PlannedTimeouts | None:
+    directive = migration.up.sql.timeout
+    if directive is None:
+        return None
+    lock, statement = effective_timeouts(settings, directive)
+    return PlannedTimeouts(line=directive.line, lock_timeout_s=lock, statement_timeout_s=statement)
+
+
+def build(
+    conn: psycopg.Connection, migrations: MigrationSet, *, ledger_schema: str, settings: Settings | None = None,
+) -> list[PlannedMigration]:
+    """The plan for every pending migration; reads the ledger and catalog, writes nothing.
+
+    `settings` gives the configured timeouts a `-- lockgate:timeout` is merged with (the
+    defaults when not given).
+    """
+    settings = settings or Settings.model_construct()
     conn.execute("SET default_transaction_read_only = on")
     entries = Ledger(conn, ledger_schema).entries()
     pg_version = db.server_major(conn)
@@ -146,6 +174,7 @@ def build(conn: psycopg.Connection, migrations: MigrationSet, *, ledger_schema: 
                             statements=[_statement(s, catalog, pg_version) for s in step.statements])
                 for step in steps
             ],
+            timeouts=_timeouts(migration, settings),
         ))
     return planned
 
@@ -157,6 +186,10 @@ def _lock_line(lock: PlannedLock) -> str:
     return f"{lock.mode} on {lock.relation} ({lock.blocks}{rows})" + (f": {extra}" if extra else "")
 
 
+def _seconds(value: float) -> str:
+    return "none" if value == 0 else f"{value:g}s"
+
+
 def render_text(plan: list[PlannedMigration]) -> str:
     if not plan:
         return "nothing to apply"
@@ -165,10 +198,19 @@ def render_text(plan: list[PlannedMigration]) -> str:
         count = f"{len(m.steps)} step{'s' if len(m.steps) != 1 else ''}"
         shape = "one transaction, all or nothing" if m.atomic else f"{count}, each committed on its own"
         out.append(f"{m.version}_{m.name} [{m.state}] — {m.description or 'no description'} ({shape})")
+        if m.timeouts is not None:
+            out.append(
+                f"  timeouts (-- lockgate:timeout, line {m.timeouts.line}): "
+                f"lock_timeout {_seconds(m.timeouts.lock_timeout_s)}, "
+                f"statement_timeout {_seconds(m.timeouts.statement_timeout_s)}"
+            )
         for step in m.steps:
             out.append(f"  step {step.number}: {step.mode}")
             for s in step.statements:
-                batches = f" — about {s.batches} batch(es)" if s.batches is not None else ""
+                batches = ""
+                if s.batches is not None:
+                    at_once = f", {s.workers} at a time" if s.workers and s.workers > 1 else ""
+                    batches = f" — about {s.batches} batch(es){at_once}"
                 out.append(f"    line {s.line}: {s.text}{batches}")
                 out.extend(f"      {_lock_line(lock)}" for lock in s.locks)
     return "\n".join(out)

@@ -14,6 +14,8 @@ from lockgate.hooks.errors import InputError
 PREFIX = "-- lockgate:"
 _HEADER = re.compile(r"^--\s*(?P<key>[A-Z][A-Za-z ]{0,40}):\s*(?P<value>.+?)\s*$")
 _DURATION = re.compile(r"^(?P<n>\d+(?:\.\d+)?)(?P<unit>ms|s|m)$")
+# Each worker is one more connection and one more busy backend on the production server.
+MAX_WORKERS = 16
 _RULE = re.compile(r"^(?:LG\d{3}|[a-z][a-z0-9-]+)$")
 
 
@@ -26,6 +28,7 @@ class Batch:
     key: str | None = None
     pause_s: float = 0.0
     target_s: float | None = None
+    workers: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +46,18 @@ class NoTransaction:
     line: int
 
 
-Directive = Batch | Ignore | NoTransaction
+@dataclass(frozen=True, slots=True)
+class Timeout:
+    """`-- lockgate:timeout lock=5s statement=30m` (file level, up file only): this migration's
+    lock_timeout and statement_timeout instead of the configured ones; None keeps the configured
+    value, a statement of 0 means no limit."""
+
+    line: int
+    lock_s: float | None = None
+    statement_s: float | None = None
+
+
+Directive = Batch | Ignore | NoTransaction | Timeout
 
 
 def seconds(text: str, *, path: Path, line: int, key: str) -> float:
@@ -55,28 +69,35 @@ def seconds(text: str, *, path: Path, line: int, key: str) -> float:
     return float(m["n"]) * scale
 
 
+def _count(values: dict[str, str], key: str, default: int, path: Path, line: int) -> int:
+    if key not in values:
+        return default
+    if not values[key].isdigit() or int(values[key]) < 1:
+        raise InputError.at(path, line, 1, f"batch {key}={values[key]!r} must be a positive integer")
+    return int(values[key])
+
+
 def _batch(args: str, path: Path, line: int) -> Batch:
     values: dict[str, str] = {}
     for word in args.split():
         key, eq, value = word.partition("=")
         if not eq or not value:
             raise InputError.at(path, line, 1, f"batch option {word!r} must be key=value")
-        if key not in {"size", "key", "pause", "target"}:
+        if key not in {"size", "key", "pause", "target", "workers"}:
             raise InputError.at(
-                path, line, 1, f"unknown batch option {key!r} (expected size, key, pause, target)"
+                path, line, 1, f"unknown batch option {key!r} (expected size, key, pause, target, workers)"
             )
         values[key] = value
-    size = 10_000
-    if "size" in values:
-        if not values["size"].isdigit() or int(values["size"]) < 1:
-            raise InputError.at(path, line, 1, f"batch size={values['size']!r} must be a positive integer")
-        size = int(values["size"])
+    size = _count(values, "size", 10_000, path, line)
+    workers = _count(values, "workers", 1, path, line)
+    if workers > MAX_WORKERS:
+        raise InputError.at(path, line, 1, f"batch workers={workers} is more than {MAX_WORKERS}")
     column = values.get("key")
     if column is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", column):
         raise InputError.at(path, line, 1, f"batch key={column!r} must be a column name")
     pause = seconds(values["pause"], path=path, line=line, key="pause") if "pause" in values else 0.0
     target = seconds(values["target"], path=path, line=line, key="target") if "target" in values else None
-    return Batch(line=line, size=size, key=column, pause_s=pause, target_s=target)
+    return Batch(line=line, size=size, key=column, pause_s=pause, target_s=target, workers=workers)
 
 
 def _ignore(args: str, path: Path, line: int, whole_file: bool) -> Ignore:
@@ -94,6 +115,30 @@ def _ignore(args: str, path: Path, line: int, whole_file: bool) -> Ignore:
     return Ignore(line=line, rules=rules, reason=reason, whole_file=whole_file)
 
 
+def _timeout(args: str, path: Path, line: int) -> Timeout:
+    values: dict[str, float] = {}
+    for word in args.split():
+        key, eq, value = word.partition("=")
+        if not eq or not value:
+            raise InputError.at(path, line, 1, f"timeout option {word!r} must be key=value")
+        if key not in {"lock", "statement"}:
+            raise InputError.at(path, line, 1, f"unknown timeout option {key!r} (expected lock, statement)")
+        if key in values:
+            raise InputError.at(path, line, 1, f"timeout option {key!r} given twice")
+        values[key] = seconds(value, path=path, line=line, key=key)
+        # The server takes whole milliseconds; 0 switches the limit off.
+        if 0 < values[key] < 0.001:
+            raise InputError.at(path, line, 1, f"{key}={value!r} is less than 1ms")
+        if key == "lock" and values[key] == 0:
+            raise InputError.at(
+                path, line, 1,
+                f"lock={value} would wait for a lock forever, and every query queued behind it would wait too",
+            )
+    if not values:
+        raise InputError.at(path, line, 1, "lockgate:timeout needs lock=DURATION, statement=DURATION or both")
+    return Timeout(line=line, lock_s=values.get("lock"), statement_s=values.get("statement"))
+
+
 def parse_directive(text: str, path: Path, line: int) -> Directive:
     """Parse one comment line that starts with `-- lockgate:`."""
     body = text.strip()[len(PREFIX):].strip()
@@ -106,18 +151,41 @@ def parse_directive(text: str, path: Path, line: int) -> Directive:
         return NoTransaction(line=line)
     if word in ("ignore", "ignore-file"):
         return _ignore(args, path, line, whole_file=word == "ignore-file")
+    if word == "timeout":
+        return _timeout(args, path, line)
     raise InputError.at(
-        path, line, 1, f"unknown directive lockgate:{word} (expected batch, no-transaction, ignore, ignore-file)"
+        path, line, 1,
+        f"unknown directive lockgate:{word} (expected batch, no-transaction, timeout, ignore, ignore-file)",
     )
 
 
 def scan_directives(lines: list[str], path: Path) -> dict[int, Directive]:
     """Every directive in the file, by 1-based line number."""
-    return {
+    found = {
         n: parse_directive(text, path, n)
         for n, text in enumerate(lines, start=1)
         if text.lstrip().startswith(PREFIX)
     }
+    timeouts = [n for n, d in found.items() if isinstance(d, Timeout)]
+    if timeouts:
+        _check_timeouts(timeouts, path)
+    return found
+
+
+def _check_timeouts(lines: list[int], path: Path) -> None:
+    """One timeout directive per migration, in its up file: it governs the whole migration
+    (the up's steps, its validation gates and its rollback), so a down or validate file
+    holding one would be a second, contradicting source."""
+    if path.name.endswith((".down.sql", ".validate.sql")):
+        raise InputError.at(
+            path, lines[0], 1,
+            "lockgate:timeout belongs in the up file; its timeouts cover the whole migration, "
+            "validation and rollback included",
+        )
+    if len(lines) > 1:
+        raise InputError.at(
+            path, lines[1], 1, f"a second lockgate:timeout (the first is on line {lines[0]}); give both on one line"
+        )
 
 
 def read_header(lines: list[str]) -> dict[str, str]:

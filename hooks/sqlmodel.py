@@ -23,6 +23,7 @@ from lockgate.hooks.directives import (
     Directive,
     Ignore,
     NoTransaction,
+    Timeout,
     read_header,
     scan_directives,
 )
@@ -91,6 +92,11 @@ class SqlFile:
         return any(isinstance(d, NoTransaction) for d in self.directives.values())
 
     @property
+    def timeout(self) -> Timeout | None:
+        """The file's `-- lockgate:timeout` (at most one: the parser refuses a second)."""
+        return next((d for d in self.directives.values() if isinstance(d, Timeout)), None)
+
+    @property
     def ignored_rules(self) -> frozenset[str]:
         return frozenset(
             r for d in self.directives.values() if isinstance(d, Ignore) and d.whole_file for r in d.rules
@@ -141,7 +147,9 @@ def _attached(directives: dict[int, Directive], lines: list[str], first_line: in
     n = first_line - 1
     while n >= 1 and lines[n - 1].lstrip().startswith("--"):
         directive = directives.get(n)
-        file_level = isinstance(directive, NoTransaction) or (isinstance(directive, Ignore) and directive.whole_file)
+        file_level = isinstance(directive, NoTransaction | Timeout) or (
+            isinstance(directive, Ignore) and directive.whole_file
+        )
         if directive is not None and not file_level:
             found.append(directive)
         n -= 1

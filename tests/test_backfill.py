@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from lockgate.controller import progress
 from lockgate.controller.backfill import BackfillError, BatchDone, BatchResult, next_size, run_batched
@@ -348,3 +349,111 @@ def test_progress_is_a_bar_on_a_terminal() -> None:
     shown.close(completed=True)
     out = screen.getvalue()
     assert "backfill" in out and "4,000 rows" in out and "rows/s" in out
+
+
+def segments(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
+    """(segment, start_key, last_key, end_key, rows_done, finished) of every segment, in key order."""
+    return conn.execute(
+        "SELECT segment, start_key, last_key, end_key, rows_done, finished FROM lockgate.batch_checkpoints"
+        " ORDER BY segment"
+    ).fetchall()
+
+
+def test_workers_split_the_keys_into_contiguous_segments_run_at_once(db: str, conn: psycopg.Connection) -> None:
+    make_items(conn)
+    conn.execute("ALTER TABLE items ADD COLUMN done_by int")
+    stmt = statement("UPDATE items SET touched = touched + 1, done_by = pg_backend_pid()", "size=500 workers=3")
+    seen: list[BatchDone] = []
+    result = run(db, stmt, on_batch=seen.append)
+    assert touched(conn) == {1: ROWS}
+    assert (result.rows, result.completed, result.resumed) == (ROWS, True, False)
+    # Three sessions did the work, each on its own third of the keys.
+    assert conn.execute("SELECT count(DISTINCT done_by) FROM items").fetchone() == (3,)
+    assert segments(conn) == [
+        (0, None, "6666", "6666", 6666, True),
+        (1, "6666", "13333", "13333", 6667, True),
+        (2, "13333", str(ROWS), str(ROWS), 6667, True),
+    ]
+    # on_batch saw every batch once, numbered in the order they finished.
+    assert [d.number for d in seen] == list(range(1, result.batches + 1))
+    assert sum(d.rows for d in seen) == ROWS
+
+
+def test_a_table_with_fewer_keys_than_workers_gets_one_segment_a_key(db: str, conn: psycopg.Connection) -> None:
+    make_items(conn, 2)
+    result = run(db, statement("UPDATE items SET touched = touched + 1", "workers=4"))
+    assert touched(conn) == {1: 2} and result.completed
+    assert [(s[1], s[3]) for s in segments(conn)] == [(None, "1"), ("1", "2")]
+
+
+def test_workers_stop_together_and_a_later_run_resumes_every_segment(db: str, conn: psycopg.Connection) -> None:
+    make_items(conn)
+    stop = threading.Event()
+
+    def stop_after_four(done: BatchDone) -> None:
+        if done.number == 4:
+            stop.set()
+
+    stmt = statement("UPDATE items SET touched = touched + 1", "size=500 workers=2")
+    first = run(db, stmt, stop=stop, on_batch=stop_after_four)
+    assert not first.completed and 4 <= first.batches <= 6  # each worker finishes the batch it is in
+    assert touched(conn) == {1: first.rows, 0: ROWS - first.rows}
+    # What each segment's checkpoint says is done is exactly what is done.
+    for _, start, last, _, rows_done, _ in segments(conn):
+        lower = int(start or 0)
+        done = conn.execute("SELECT count(*) FROM items WHERE touched = 1 AND id > %s AND id <= %s",
+                            (lower, int(last or lower))).fetchone()
+        assert done == (rows_done,)
+    # The directive changed since: the stored segments are finished as they were cut.
+    second = run(db, statement("UPDATE items SET touched = touched + 1", "size=500 workers=5"))
+    assert (second.completed, second.resumed, second.rows) == (True, True, ROWS)
+    assert touched(conn) == {1: ROWS}
+    assert len(segments(conn)) == 2
+
+
+def test_a_failing_worker_stops_the_others_and_names_its_range(db: str, conn: psycopg.Connection) -> None:
+    make_items(conn)
+    # The second half's second batch has a row the statement cannot update: 1/(n - 10700) divides by zero.
+    stmt = statement("UPDATE items SET touched = touched + 1, n = n + 1 / (n - 10700)",
+                     "size=500 workers=2 pause=50ms")
+    with pytest.raises(BackfillError) as failure:
+        run(db, stmt)
+    assert "keys (10500, 11000]" in str(failure.value) and "division by zero" in str(failure.value)
+    first_half, second_half = segments(conn)
+    assert second_half[2:6] == ("10500", "20000", 500, False)
+    # The first worker stopped after the batch it was in, far from the end of its 20 batches.
+    assert not first_half[5] and first_half[4] <= 2000
+    assert touched(conn) == {1: first_half[4] + 500, 0: ROWS - first_half[4] - 500}
+
+
+def test_a_checkpoint_table_from_before_segments_is_upgraded_and_resumed(
+    db: str, conn: psycopg.Connection
+) -> None:
+    make_items(conn, 3000)
+    conn.execute("CREATE SCHEMA lockgate")
+    conn.execute(
+        "CREATE TABLE lockgate.batch_checkpoints (version text NOT NULL, step int NOT NULL,"
+        " key_column text NOT NULL, key_type text NOT NULL, last_key text, end_key text,"
+        " rows_done bigint NOT NULL DEFAULT 0, batches_done bigint NOT NULL DEFAULT 0, batch_size int NOT NULL,"
+        " started_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now(),"
+        " finished boolean NOT NULL DEFAULT false, PRIMARY KEY (version, step))"
+    )
+    # A run of the earlier release stopped after the first 1,000 keys.
+    conn.execute("UPDATE items SET touched = 1 WHERE id <= 1000")
+    conn.execute(
+        "INSERT INTO lockgate.batch_checkpoints (version, step, key_column, key_type, last_key, end_key,"
+        " rows_done, batches_done, batch_size) VALUES ('20240101000000', 1, 'id', 'bigint', '1000', '3000',"
+        " 1000, 1, 1000)"
+    )
+    result = run(db, statement("UPDATE items SET touched = touched + 1", "workers=2"))
+    assert (result.completed, result.resumed, result.rows, result.batches) == (True, True, 3000, 3)
+    assert touched(conn) == {1: 3000}
+    assert segments(conn) == [(0, None, "3000", "3000", 3000, True)]
+
+
+def test_batches_run_without_jit_compilation(db: str, conn: psycopg.Connection) -> None:
+    # Compiling a batch's plan would cost more than a short batch saves from it.
+    make_items(conn, 2000)
+    conn.execute(sql.SQL("ALTER DATABASE {} SET jit = on").format(sql.Identifier(conn.info.dbname)))
+    run(db, statement("UPDATE items SET label = current_setting('jit')", "size=500 workers=2"))
+    assert conn.execute("SELECT label, count(*) FROM items GROUP BY label").fetchall() == [("off", 2000)]

@@ -60,6 +60,18 @@ CORPUS: dict[str, tuple[str, bytes, str, str]] = {
         "batch size='-5'",
         ":2:1:",
     ),
+    "batch without workers": (
+        "1_a.up.sql",
+        b"-- lockgate:batch workers=0\nUPDATE t SET a = 1;\n",
+        "batch workers='0' must be a positive integer",
+        ":1:1:",
+    ),
+    "batch with too many workers": (
+        "1_a.up.sql",
+        b"SELECT 1;\n\n-- lockgate:batch size=100 workers=17\nUPDATE t SET a = 1;\n",
+        "batch workers=17 is more than 16",
+        ":3:1:",
+    ),
     "batch bad duration": (
         "1_a.up.sql",
         b"-- lockgate:batch pause=soon\nUPDATE t SET a = 1;\n",
@@ -67,6 +79,13 @@ CORPUS: dict[str, tuple[str, bytes, str, str]] = {
         ":1:1:",
     ),
     "ignore without reason": ("1_a.up.sql", b"-- lockgate:ignore LG101\nSELECT 1;\n", "needs a reason", ":1:1:"),
+    "timeout bad duration": ("1_a.up.sql", b"SELECT 1;\n-- lockgate:timeout lock=5\n", "lock='5'", ":2:1:"),
+    "timeout in a down file": (
+        "1_a.down.sql",
+        b"-- lockgate:timeout statement=1m\nSELECT 1;\n",
+        "lockgate:timeout belongs in the up file",
+        ":1:1:",
+    ),
 }
 
 
@@ -145,6 +164,7 @@ SQL_WORDS = st.sampled_from(
         "-- lockgate:batch size=10",
         "-- lockgate:ignore LG101",
         "-- lockgate:no-transaction",
+        "-- lockgate:timeout lock=1s",
         "CREATE",
         "INDEX",
         "ON",

@@ -59,3 +59,16 @@ def test_plan_judges_a_type_change_with_the_column_type_from_the_catalog(db: str
     assert widen.steps[0].statements[0].locks[0].rewrite is False
     assert shrink.steps[0].statements[0].locks[0].rewrite is True
     assert "rewrites" in plan.render_text([shrink])
+
+
+def test_plan_says_how_many_batches_run_at_once(db: str, tmp_path: Path) -> None:
+    add(tmp_path, "1", "backfill", up="-- lockgate:batch size=100 workers=3\nUPDATE t SET n = 1;",
+        down="UPDATE t SET n = NULL;")
+    with connect(db) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY, n int)")
+        conn.execute("INSERT INTO t SELECT g FROM generate_series(1, 1000) g")
+        conn.execute("ANALYZE t")
+        (planned,) = plan.build(conn, migrationset.load(tmp_path), ledger_schema="lockgate")
+    update = planned.steps[0].statements[0]
+    assert (update.batches, update.workers) == (10, 3)
+    assert "line 2: UPDATE t SET n = 1 — about 10 batch(es), 3 at a time" in plan.render_text([planned])

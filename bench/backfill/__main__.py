@@ -43,6 +43,12 @@ TEMPLATE = "bench_template"
 REFERENCE = "plain UPDATE (migration's statement)"
 
 
+def _migration_directive() -> str:
+    """The options of the tier migration's own `-- lockgate:batch` line."""
+    line = next(t for t in workload.TIER.read_text().splitlines() if t.startswith("-- lockgate:batch"))
+    return line.removeprefix("-- lockgate:batch").strip()
+
+
 def machine(conn: psycopg.Connection) -> dict[str, str]:
     cpu = next(
         (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -119,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-plain-join", action="store_true", help="skip the seed's join as one UPDATE")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="another server setting, e.g. autovacuum=off (repeatable)")
-    parser.add_argument("--also-target", type=float, action="append", default=[], metavar="SECONDS",
-                        help="also run lockgate with this batch target instead of the directive's (repeatable)")
+    parser.add_argument("--also-directive", action="append", default=[], metavar="OPTIONS",
+                        help="also run lockgate with these batch options instead of the migration's,"
+                             " e.g. 'size=10000 key=id target=100ms workers=2' (repeatable)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="run every timed variant this many times, interleaved; report the median run")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
@@ -129,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = args.out / str(args.customers)
     out.mkdir(parents=True, exist_ok=True)
+    directive = _migration_directive()
     plan: list[tuple[str, variants.Variant, bool]] = [(REFERENCE, variants.plain_migration_update(), True)]
     if not args.skip_plain_join:
         plan.append(("plain UPDATE … FROM (seed's join, fixed)", variants.plain_join_update(), True))
@@ -137,9 +145,10 @@ def main(argv: list[str] | None = None) -> int:
             ("seed PL/pgSQL loop as written", variants.seed_loop_original(), False),
             ("seed PL/pgSQL loop, fixed", variants.seed_loop_fixed(), True),
         ]
-    plan.append(("lockgate run_batched", variants.lockgate_batched(load_settings()), True))
-    plan += [(f"lockgate run_batched, target={t * 1000:g}ms", variants.lockgate_batched(load_settings(), t), True)
-             for t in args.also_target]
+    plan.append((f"lockgate, the migration's directive ({directive})", variants.lockgate_batched(load_settings()),
+                 True))
+    plan += [(f"lockgate, directive {d}", variants.lockgate_batched(load_settings(), d), True)
+             for d in args.also_directive]
 
     load_before = os.getloadavg()[1]
     server_settings = {**SERVER_SETTINGS, **dict(item.split("=", 1) for item in args.set)}

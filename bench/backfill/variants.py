@@ -13,6 +13,7 @@ import psycopg
 from bench.backfill.workload import SEED, TIER, backfill_statement
 from lockgate.controller.backfill import BatchDone, run_batched
 from lockgate.controller.config import Settings
+from lockgate.hooks.directives import PREFIX, parse_directive
 from lockgate.hooks.sqlmodel import parse_sql
 
 HERE = Path(__file__).resolve().parent
@@ -80,13 +81,13 @@ def seed_loop_fixed() -> Variant:
     return _do_block((HERE / "seed_loop_fixed.sql").read_text())
 
 
-def lockgate_batched(settings: Settings, target_s: float | None = None) -> Variant:
+def lockgate_batched(settings: Settings, directive: str | None = None) -> Variant:
     """lockgate's run_batched on the migration's `-- lockgate:batch` statement, as the engine runs it;
-    `target_s` replaces the directive's target= to show the trade-off."""
+    `directive` (the options after `-- lockgate:batch`) replaces the migration's to show the trade-offs."""
     statement = parse_sql(TIER, TIER.read_text()).statements[-1]
     assert statement.batch is not None
-    if target_s is not None:
-        batch = replace(statement.batch, target_s=target_s)
+    if directive is not None:
+        batch = parse_directive(f"{PREFIX}batch {directive}", TIER, statement.batch.line)
         statement = replace(statement, directives=(batch,))
 
     def run(dsn: str) -> Trace:

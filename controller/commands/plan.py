@@ -20,6 +20,6 @@ def run(args: argparse.Namespace) -> int:
     migrations = migrationset.load(settings.dir)
     migrationset.parse_all(migrations)
     with db.connect(db.target_dsn(settings), application_name="lockgate plan") as conn:
-        planned = plan.build(conn, migrations, ledger_schema=settings.ledger_schema)
+        planned = plan.build(conn, migrations, ledger_schema=settings.ledger_schema, settings=settings)
     print(plan.render_json(planned) if args.format == "json" else plan.render_text(planned))
     return 0

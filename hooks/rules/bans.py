@@ -34,7 +34,8 @@ class BanAlterSettings(Rule):
 
     Safe alternative: keep server and database settings in configuration management (the
     cluster's config, the Helm chart or operator), reviewed as such; set per-statement values
-    with `SET LOCAL` inside the migration when a statement needs them.
+    with `SET LOCAL` inside the migration when a statement needs them, and the lock and statement
+    timeouts of one migration with `-- lockgate:timeout lock=5s statement=30m` in its up file.
     """
 
     code = "LG801"

@@ -160,4 +160,4 @@ def one_line(text: str) -> str:
     return lines[0]
 
 
-BATCHES_DONE = "SELECT coalesce((SELECT batches_done FROM lockgate.batch_checkpoints WHERE version = %s), 0) >= %s"
+BATCHES_DONE = "SELECT coalesce((SELECT sum(batches_done) FROM lockgate.batch_checkpoints WHERE version = %s), 0) >= %s"

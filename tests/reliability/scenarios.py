@@ -42,7 +42,10 @@ class Scenario:
 def _example_dir(folder: Path) -> Path:
     directory = example_copy(folder)
     up = next(directory.glob("*_add_customer_tier.up.sql"))
-    up.write_text(up.read_text().replace("size=10000 key=id target=250ms", "size=250 key=id"))
+    text = up.read_text()
+    directive = "size=10000 key=id target=250ms"
+    assert directive in text, "the example's batch directive changed: update this scenario"
+    up.write_text(text.replace(directive, "size=250 key=id workers=2"))
     return directory
 
 
@@ -122,7 +125,7 @@ _NO_TIER = "SELECT NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'custom
 _NOT_VALIDATED = "SELECT NOT convalidated FROM pg_constraint WHERE conname = 'customers_tier_check'"
 _CHECKPOINT_MATCHES_DATA = (
     "SELECT (SELECT count(*) FROM customers WHERE tier IS NOT NULL) = "
-    "(SELECT rows_done FROM lockgate.batch_checkpoints WHERE version = '20240115093000')"
+    "(SELECT sum(rows_done) FROM lockgate.batch_checkpoints WHERE version = '20240115093000')"
 )
 
 
