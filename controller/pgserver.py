@@ -89,10 +89,7 @@ class PostgresServer:
     def start(self) -> PostgresServer:
         if self.as_root:
             shutil.chown(self.root, SERVER_USER)
-        self._checked(
-            str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", "postgres",
-            "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync",
-        )
+        self._make_datadir()
         for attempt in range(5):
             self.port = free_port()
             try:
@@ -102,6 +99,12 @@ class PostgresServer:
                 if attempt == 4:
                     raise
         return self
+
+    def _make_datadir(self) -> None:
+        self._checked(
+            str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", "postgres",
+            "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync",
+        )
 
     def _pg_ctl_start(self) -> None:
         options = " ".join(f"-c {k}={v}" for k, v in {**self.settings, "port": str(self.port)}.items())
