@@ -25,6 +25,7 @@ from typing import Literal, NamedTuple
 
 import psycopg
 from psycopg import errors, sql
+from psycopg.pq import TransactionStatus
 from pydantic import BaseModel
 
 from lockgate.controller import backfill, db, faultpoints, snapshot, validation
@@ -281,7 +282,21 @@ class Engine:
                 raise
             raise self._lost(migration.version, exc) from None
         finally:
-            self._override = None
+            self._end_migration()
+
+    def _end_migration(self) -> None:
+        """Nothing one migration set on the applier session reaches the next one.
+
+        A plain `SET` in a migration (search_path, a timeout) outlives its transaction: back
+        to the connection's defaults and the configured timeouts, also after a failure.
+        """
+        self._override = None
+        conn = self._conn
+        if conn is None or conn.closed or conn.info.transaction_status != TransactionStatus.IDLE:
+            return
+        with contextlib.suppress(psycopg.OperationalError):  # a lost session is reported by the caller
+            conn.execute("RESET ALL")
+            self._set_timeouts(effective_timeouts(self.settings, None))
 
     def _lost(self, version: str, exc: psycopg.OperationalError) -> ConnectionLost:
         """The ConnectionLost to raise, noted in the ledger when the applier's own session still works."""
@@ -635,7 +650,7 @@ class Engine:
                 raise
             raise self._lost(version, exc) from None
         finally:
-            self._override = None
+            self._end_migration()
 
     def _rollback(self, version: str, *, commit: str | None) -> Outcome:
         self._hold_lock()

@@ -172,6 +172,21 @@ def test_a_statement_timeout_override_cancels_a_slow_step_and_the_next_migration
     assert [g.detail for g in second.validation] == ["lock, statement: 10s, 1min"]
 
 
+def test_what_a_migration_sets_on_its_session_ends_with_it(db: str, tmp_path: Path) -> None:
+    # A plain SET outlives its transaction: without a reset the next migration would run with it.
+    add(tmp_path, "1", "sets", up="SET statement_timeout = '1s';\nSET search_path = pg_catalog;\n"
+        "CREATE TABLE public.a (id int);", down="DROP TABLE public.a;")
+    add(tmp_path, "2", "plain", up="CREATE TABLE b (id int);", down="DROP TABLE b;",
+        validate=SESSION_GATE + "SELECT current_setting('search_path') AS path;\n")
+    sets, plain = migrationset.load(tmp_path).migrations
+    with Engine(fast_settings(lock_timeout=10, statement_timeout=60), db) as engine:
+        assert engine.apply(sets).status == "applied"
+        second = engine.apply(plain)
+    assert second.status == "applied", second.reason
+    assert [g.detail for g in second.validation] == ["lock, statement: 10s, 1min", 'path: "$user", public']
+    assert scalar(db, "SELECT to_regclass('public.b')") is not None
+
+
 def test_a_gate_is_cancelled_by_the_statement_timeout_override(db: str, tmp_path: Path) -> None:
     add(tmp_path, "1", "slow_gate", up="-- lockgate:timeout statement=300ms\nCREATE TABLE a (id int);",
         down="DROP TABLE a;", validate="-- Gate: slow\nSELECT pg_sleep(2) IS NOT NULL AS ok;")
