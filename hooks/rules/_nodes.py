@@ -29,6 +29,13 @@ def table_name(range_var: Node) -> str:
     return f"{schema}.{name}" if schema else name
 
 
+def existing_table(stmt: Statement, ctx: Context) -> str | None:
+    """The key of the table `stmt` (ALTER TABLE, REFRESH …) acts on, or None when this migration
+    created it: a new table holds no rows and nobody else uses it yet, so locking it blocks nobody."""
+    relation = stmt.node.get("relation", {})
+    return None if ctx.is_new(relation) else relation_key(relation)
+
+
 def alter_cmds(node: Node) -> Iterator[Node]:
     """The AlterTableCmd bodies of an ALTER TABLE."""
     for item in node.get("cmds", []):

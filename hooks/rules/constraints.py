@@ -11,7 +11,7 @@ from lockgate.hooks.locks import (
     column_default,
     what_it_blocks,
 )
-from lockgate.hooks.rules._nodes import alter_cmds
+from lockgate.hooks.rules._nodes import alter_cmds, existing_table
 from lockgate.hooks.rules.base import Example, Hit, Rule
 from lockgate.hooks.rules.context import Context, relation_key
 from lockgate.hooks.sqlmodel import Node, Statement
@@ -71,11 +71,10 @@ class ConstraintMissingNotValid(Rule):
     )
 
     def check(self, stmt: Statement, ctx: Context) -> Iterator[Hit | str]:
-        node = stmt.node
-        if ctx.is_new(node.get("relation", {})):
+        table = existing_table(stmt, ctx)
+        if table is None:
             return
-        table = relation_key(node.get("relation", {}))
-        for subtype, cmd in _commands(node):
+        for subtype, cmd in _commands(stmt.node):
             if subtype == "AT_AddConstraint":
                 yield from self._constraint(table, cmd.get("def", {}).get("Constraint", {}))
             elif subtype == "AT_AddColumn":
@@ -148,11 +147,10 @@ class RequireUniqueUsingIndex(Rule):
     )
 
     def check(self, stmt: Statement, ctx: Context) -> Iterator[Hit | str]:
-        node = stmt.node
-        if ctx.is_new(node.get("relation", {})):
+        table = existing_table(stmt, ctx)
+        if table is None:
             return
-        table = relation_key(node.get("relation", {}))
-        for subtype, cmd in _commands(node):
+        for subtype, cmd in _commands(stmt.node):
             if subtype == "AT_AddConstraint":
                 constraint = cmd.get("def", {}).get("Constraint", {})
                 if not constraint.get("indexname"):
@@ -271,11 +269,10 @@ class SetNotNullScan(Rule):
     )
 
     def check(self, stmt: Statement, ctx: Context) -> Iterator[Hit | str]:
-        node = stmt.node
-        if ctx.is_new(node.get("relation", {})):
+        table = existing_table(stmt, ctx)
+        if table is None:
             return
-        table = relation_key(node.get("relation", {}))
-        for subtype, cmd in _commands(node):
+        for subtype, cmd in _commands(stmt.node):
             constraint = cmd.get("def", {}).get("Constraint", {})
             if subtype == "AT_SetNotNull":
                 column = cmd.get("name", "")
@@ -337,14 +334,14 @@ class ExclusionConstraint(Rule):
                     "    EXCLUDE USING gist (room WITH =, during WITH &&);"),)
 
     def check(self, stmt: Statement, ctx: Context) -> Iterator[Hit | str]:
-        node = stmt.node
-        if ctx.is_new(node.get("relation", {})):
+        table = existing_table(stmt, ctx)
+        if table is None:
             return
-        for subtype, cmd in _commands(node):
+        for subtype, cmd in _commands(stmt.node):
             constraint = cmd.get("def", {}).get("Constraint", {})
             if subtype == "AT_AddConstraint" and constraint.get("contype") == "CONSTR_EXCLUSION":
                 yield (
                     f"ADD CONSTRAINT {constraint.get('conname', '')} EXCLUDE builds its index under "
-                    f"{ACCESS_EXCLUSIVE} on {relation_key(node.get('relation', {}))} and has no concurrent form; "
+                    f"{ACCESS_EXCLUSIVE} on {table} and has no concurrent form; "
                     "add it when creating the table, or copy into a new table in batches"
                 )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from lockgate.hooks.sqlmodel import Node, SqlFile, Statement, qualified_names
 
@@ -162,9 +161,11 @@ class Context:
             self.enum_values_in_tx.add((name_key(node.get("typeName", [])), node["newVal"]))
 
     def _after_AlterTableStmt(self, node: Node) -> None:
+        # _nodes imports this module's keys and Context, so importing it at the top would be circular.
+        from lockgate.hooks.rules._nodes import alter_cmds
+
         table = relation_key(node.get("relation", {}))
-        for item in node.get("cmds", []):
-            cmd: dict[str, Any] = item.get("AlterTableCmd", {})
+        for cmd in alter_cmds(node):
             subtype = cmd.get("subtype")
             definition = cmd.get("def", {})
             if subtype == "AT_AddColumn":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from lockgate.hooks.locks import ACCESS_EXCLUSIVE, SHARE
-from lockgate.hooks.rules._nodes import alter_cmds
+from lockgate.hooks.rules._nodes import alter_cmds, existing_table
 from lockgate.hooks.rules.base import Example, Hit, Rule
 from lockgate.hooks.rules.context import Context, name_key, relation_key
 from lockgate.hooks.sqlmodel import Statement
@@ -183,10 +183,9 @@ class RequireConcurrentRefresh(Rule):
     )
 
     def check(self, stmt: Statement, ctx: Context) -> Iterator[Hit | str]:
-        node = stmt.node
-        if node.get("concurrent") or ctx.is_new(node.get("relation", {})):
+        view = existing_table(stmt, ctx)
+        if stmt.node.get("concurrent") or view is None:
             return
-        view = relation_key(node.get("relation", {}))
         yield (
             f"REFRESH MATERIALIZED VIEW {view} takes {ACCESS_EXCLUSIVE} and blocks reads while it rewrites the view; "
             "use REFRESH MATERIALIZED VIEW CONCURRENTLY (needs a unique index on the view)"
@@ -222,16 +221,16 @@ class RequireConcurrentPartitionDetach(Rule):
     )
 
     def check(self, stmt: Statement, ctx: Context) -> Iterator[Hit | str]:
-        node = stmt.node
-        if ctx.is_new(node.get("relation", {})):
+        table = existing_table(stmt, ctx)
+        if table is None:
             return
-        for cmd in alter_cmds(node):
+        for cmd in alter_cmds(stmt.node):
             partition = cmd.get("def", {}).get("PartitionCmd", {})
             if cmd.get("subtype") != "AT_DetachPartition" or partition.get("concurrent"):
                 continue
             blocks = (
                 f"DETACH PARTITION {relation_key(partition.get('name', {}))} takes {ACCESS_EXCLUSIVE} on "
-                f"{relation_key(node.get('relation', {}))} and blocks reads and writes of every partition"
+                f"{table} and blocks reads and writes of every partition"
             )
             if ctx.pg_version >= 14:
                 yield f"{blocks}; use DETACH PARTITION … CONCURRENTLY in a -- lockgate:no-transaction migration"

@@ -14,7 +14,7 @@ from lockgate.hooks.locks import (
     generated_rewrite,
     vacuum_full,
 )
-from lockgate.hooks.rules._nodes import alter_cmds
+from lockgate.hooks.rules._nodes import alter_cmds, existing_table
 from lockgate.hooks.rules.base import Example, Hit, Rule
 from lockgate.hooks.rules.context import Context, name_key, relation_key
 from lockgate.hooks.sqlmodel import Node, Statement
@@ -24,11 +24,10 @@ _UTC = {"utc", "etc/utc", "zulu", "etc/zulu", "gmt", "etc/gmt"}
 
 def _added_columns(stmt: Statement, ctx: Context) -> Iterator[tuple[str, Node]]:
     """(table, column definition) for each ADD COLUMN on a table that existed before the migration."""
-    node = stmt.node
-    if ctx.is_new(node.get("relation", {})):
+    table = existing_table(stmt, ctx)
+    if table is None:
         return
-    table = relation_key(node.get("relation", {}))
-    for cmd in alter_cmds(node):
+    for cmd in alter_cmds(stmt.node):
         if cmd.get("subtype") == "AT_AddColumn":
             yield table, cmd.get("def", {}).get("ColumnDef", {})
 
@@ -85,11 +84,10 @@ class ColumnTypeRewrite(Rule):
     )
 
     def check(self, stmt: Statement, ctx: Context) -> Iterator[Hit | str]:
-        node = stmt.node
-        if ctx.is_new(node.get("relation", {})):
+        table = existing_table(stmt, ctx)
+        if table is None:
             return
-        table = relation_key(node.get("relation", {}))
-        for cmd in alter_cmds(node):
+        for cmd in alter_cmds(stmt.node):
             if cmd.get("subtype") != "AT_AlterColumnType":
                 continue
             column = cmd.get("name", "")
@@ -266,11 +264,10 @@ class RewritingAlterTable(Rule):
     good = (Example("CREATE UNLOGGED TABLE staging (id bigint);\nALTER TABLE staging SET LOGGED;"),)
 
     def check(self, stmt: Statement, ctx: Context) -> Iterator[Hit | str]:
-        node = stmt.node
-        if ctx.is_new(node.get("relation", {})):
+        table = existing_table(stmt, ctx)
+        if table is None:
             return
-        table = relation_key(node.get("relation", {}))
-        for cmd in alter_cmds(node):
+        for cmd in alter_cmds(stmt.node):
             why = REWRITING_SUBCOMMANDS.get(cmd.get("subtype", ""))
             if why:
                 yield f"ALTER TABLE {table}: {why}, under {ACCESS_EXCLUSIVE} (blocks reads and writes); no online form"
