@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import psycopg
 from psycopg import errors, sql
@@ -164,28 +164,24 @@ class _Observers:
                 self.on_batch(BatchDone(self.batches, rows, size, size, seconds, time.monotonic()))
 
 
+@dataclass
 class _Run:
     """The batch loop over one segment, on its own connection."""
 
-    def __init__(
-        self, conn: psycopg.Connection, *, settings: Settings, store: CheckpointStore,
-        queries: batchsql.BatchQueries, batch: Batch, label: str, stop: threading.Event, observers: _Observers,
-        halt: threading.Event | None = None,
-    ) -> None:
-        self.conn = conn
-        self.settings = settings
-        self.store = store
-        self.queries = queries
-        self.batch = batch
-        self.label = label
-        self.stop = stop
-        # Set when a sibling worker failed (and, a moment later, when `stop` is): waits end on it.
-        self.halt = halt or stop
-        self.observers = observers
-        self.raw = psycopg.RawCursor(conn)
+    step: _Step
+    conn: psycopg.Connection
+    store: CheckpointStore  # on `conn`: a checkpoint advances in its batch's transaction
+    queries: batchsql.BatchQueries
+    observers: _Observers
+    # The step's stop, or with several workers one also set when a sibling failed: waits end on it.
+    halt: threading.Event
+    raw: psycopg.RawCursor[tuple[object, ...]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.raw = psycopg.RawCursor(self.conn)
 
     def stopping(self) -> bool:
-        return self.stop.is_set() or self.halt.is_set()
+        return self.step.stop.is_set() or self.halt.is_set()
 
     def _one(self, query: str, params: tuple[object, ...]) -> object:
         row = self.raw.execute(query, params).fetchone()
@@ -201,8 +197,8 @@ class _Run:
         with self.conn.transaction():
             self.conn.execute(
                 "SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
-                (f"{self.settings.batch_lock_timeout * 1000:.0f}ms",
-                 f"{self.settings.batch_statement_timeout * 1000:.0f}ms"),
+                (f"{self.step.settings.batch_lock_timeout * 1000:.0f}ms",
+                 f"{self.step.settings.batch_statement_timeout * 1000:.0f}ms"),
             )
             rows = self.raw.execute(*self.queries.batch.bind(cp.lower, upper)).rowcount
             done = self.store.advance(cp, upper, rows, size)
@@ -212,45 +208,45 @@ class _Run:
         """Run the next batch, retrying a timed-out one and then halving it; (checkpoint, rows, size, s)."""
         while True:
             upper = self.upper(cp, size)
-            for attempt in range(self.settings.lock_retries + 1):
+            for attempt in range(self.step.settings.lock_retries + 1):
                 try:
                     done, rows, seconds = self.apply(cp, upper, size)
                     return done, rows, size, seconds
                 except _TIMEOUTS as exc:
                     failure: psycopg.Error = exc
                     log.warning(
-                        "%s: keys (%s, %s] try %d: %s", self.label, cp.lower, upper, attempt + 1,
+                        "%s: keys (%s, %s] try %d: %s", self.step.label, cp.lower, upper, attempt + 1,
                         str(exc).strip(),
                     )
-                    if attempt < self.settings.lock_retries:
-                        self.halt.wait(self.settings.retry_backoff * 2**attempt)
+                    if attempt < self.step.settings.lock_retries:
+                        self.halt.wait(self.step.settings.retry_backoff * 2**attempt)
                 except psycopg.Error as exc:
                     raise BackfillError(
-                        f"{self.label} failed on keys ({cp.lower}, {upper}]: {str(exc).strip()}"
+                        f"{self.step.label} failed on keys ({cp.lower}, {upper}]: {str(exc).strip()}"
                     ) from exc
             if size <= 1:
                 raise BackfillError(
-                    f"{self.label} failed on keys ({cp.lower}, {upper}] after"
-                    f" {self.settings.lock_retries + 1} tries, down to 1 row a batch: {str(failure).strip()}"
+                    f"{self.step.label} failed on keys ({cp.lower}, {upper}] after"
+                    f" {self.step.settings.lock_retries + 1} tries, down to 1 row a batch: {str(failure).strip()}"
                 ) from failure
             size = max(size // 2, 1)
-            log.warning("%s: splitting: batch size now %d", self.label, size)
+            log.warning("%s: splitting: batch size now %d", self.step.label, size)
 
     def run(self, cp: Checkpoint) -> None:
         """Batches until the segment's end, or until `stop`."""
         size = cp.batch_size
         while not cp.at_end and not self.stopping():
             if not wait_until_clear(
-                self.conn, schema=self.store.schema, max_lag_s=self.settings.max_replica_lag,
-                stop=self.halt, label=self.label,
+                self.conn, schema=self.store.schema, max_lag_s=self.step.settings.max_replica_lag,
+                stop=self.halt, label=self.step.label,
             ):
                 return
             cp, rows, used, seconds = self.one_batch(cp, size)
             faultpoints.reached("batch")
             self.observers.batch_done(rows, used, seconds)
-            size = next_size(used, seconds, start=self.batch.size, target_s=self.batch.target_s)
-            if not cp.at_end and self.batch.pause_s:
-                self.halt.wait(self.batch.pause_s)
+            size = next_size(used, seconds, start=self.step.batch.size, target_s=self.step.batch.target_s)
+            if not cp.at_end and self.step.batch.pause_s:
+                self.halt.wait(self.step.batch.pause_s)
 
 
 def run_batched(
@@ -296,22 +292,22 @@ def _connect(dsn: str) -> psycopg.Connection:
     return conn
 
 
+@dataclass
 class _Step:
     """One batched step: its segments, created on the first run, each run by a worker."""
 
-    def __init__(
-        self, dsn: str, *, settings: Settings, version: str, step: int, statement: Statement, batch: Batch,
-        stop: threading.Event, on_batch: Callable[[BatchDone], None] | None,
-    ) -> None:
-        self.dsn = dsn
-        self.settings = settings
-        self.version = version
-        self.step = step
-        self.statement = statement
-        self.batch = batch
-        self.stop = stop
-        self.on_batch = on_batch
-        self.label = _label(statement)
+    dsn: str
+    settings: Settings
+    version: str
+    step: int
+    statement: Statement
+    batch: Batch
+    stop: threading.Event
+    on_batch: Callable[[BatchDone], None] | None
+    label: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.label = _label(self.statement)
 
     def run(self, started: float) -> BatchResult:
         with _connect(self.dsn) as conn:
@@ -349,9 +345,7 @@ class _Step:
 
     def _runner(self, conn: psycopg.Connection, store: CheckpointStore, queries: batchsql.BatchQueries,
                 observers: _Observers, halt: threading.Event | None = None) -> _Run:
-        """A segment's loop on `conn`: its checkpoint advances in that connection's batch transactions."""
-        return _Run(conn, settings=self.settings, store=replace(store, conn=conn), queries=queries,
-                    batch=self.batch, label=self.label, stop=self.stop, observers=observers, halt=halt)
+        return _Run(self, conn, replace(store, conn=conn), queries, observers, halt or self.stop)
 
     def _work(self, conn: psycopg.Connection, store: CheckpointStore, queries: batchsql.BatchQueries,
               observers: _Observers, pending: list[Checkpoint]) -> None:

@@ -77,17 +77,25 @@ def _count(values: dict[str, str], key: str, default: int, path: Path, line: int
     return int(values[key])
 
 
-def _batch(args: str, path: Path, line: int) -> Batch:
+def _options(args: str, path: Path, line: int, directive: str, known: tuple[str, ...]) -> dict[str, str]:
+    """`key=value` words, each key known and given once."""
     values: dict[str, str] = {}
     for word in args.split():
         key, eq, value = word.partition("=")
         if not eq or not value:
-            raise InputError.at(path, line, 1, f"batch option {word!r} must be key=value")
-        if key not in {"size", "key", "pause", "target", "workers"}:
+            raise InputError.at(path, line, 1, f"{directive} option {word!r} must be key=value")
+        if key not in known:
             raise InputError.at(
-                path, line, 1, f"unknown batch option {key!r} (expected size, key, pause, target, workers)"
+                path, line, 1, f"unknown {directive} option {key!r} (expected {', '.join(known)})"
             )
+        if key in values:
+            raise InputError.at(path, line, 1, f"{directive} option {key!r} given twice")
         values[key] = value
+    return values
+
+
+def _batch(args: str, path: Path, line: int) -> Batch:
+    values = _options(args, path, line, "batch", ("size", "key", "pause", "target", "workers"))
     size = _count(values, "size", 10_000, path, line)
     workers = _count(values, "workers", 1, path, line)
     if workers > MAX_WORKERS:
@@ -117,14 +125,7 @@ def _ignore(args: str, path: Path, line: int, whole_file: bool) -> Ignore:
 
 def _timeout(args: str, path: Path, line: int) -> Timeout:
     values: dict[str, float] = {}
-    for word in args.split():
-        key, eq, value = word.partition("=")
-        if not eq or not value:
-            raise InputError.at(path, line, 1, f"timeout option {word!r} must be key=value")
-        if key not in {"lock", "statement"}:
-            raise InputError.at(path, line, 1, f"unknown timeout option {key!r} (expected lock, statement)")
-        if key in values:
-            raise InputError.at(path, line, 1, f"timeout option {key!r} given twice")
+    for key, value in _options(args, path, line, "timeout", ("lock", "statement")).items():
         values[key] = seconds(value, path=path, line=line, key=key)
         # The server takes whole milliseconds; 0 switches the limit off.
         if 0 < values[key] < 0.001:
