@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         f" writer alone: p50 {idle.writer_p50_ms:.1f} ms, p99 {idle.writer_p99_ms:.1f} ms,"
         f" max {idle.writer_max_ms:.0f} ms.\n"
         f"Machine: {host['nproc']} CPUs ({host['cpu']}), {host['memory_gb']} GB RAM, PostgreSQL {host['postgres']};"
-        f" 5-min load average {load_before:.1f} before, {load_after:.1f} after (other work on the machine).\n\n"
+        f" 5-min load average {load_before:.1f} before, {load_after:.1f} after (the benchmark's own load included).\n\n"
         + table
     )
     (out / "summary.md").write_text(summary)
