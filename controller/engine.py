@@ -238,8 +238,10 @@ class Engine:
     def ledger_entries(self) -> dict[str, LedgerEntry]:
         return self.ledger.entries()
 
-    def _refuse_if_dirty(self) -> None:
-        entry = next(iter(self.ledger.entries(status="dirty").values()), None)
+    def _refuse_if_dirty(self, entries: dict[str, LedgerEntry] | None = None) -> None:
+        """Blocked while a migration is dirty; `entries`: the whole ledger when the caller has it read."""
+        known = self.ledger.entries(status="dirty") if entries is None else entries
+        entry = next((e for e in known.values() if e.status == "dirty"), None)
         if entry is not None:
             raise Blocked(
                 f"migration {entry.version}_{entry.name} is dirty ({entry.error or 'rollback incomplete'}); "
@@ -249,8 +251,9 @@ class Engine:
 
     def pending(self, migrations: MigrationSet) -> list[Migration]:
         """Migrations not applied yet, in version order (see `pending_of`); Blocked when one is dirty."""
-        self._refuse_if_dirty()
-        return pending_of(self.ledger_entries(), migrations)
+        entries = self.ledger_entries()
+        self._refuse_if_dirty(entries)
+        return pending_of(entries, migrations)
 
     # -- applying ---------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
@@ -27,6 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 import git
 
 from lockgate.controller.redact import Redactor, basic_auth
+from lockgate.hooks.errors import Problem
 from lockgate.hooks.migrationset import FILE_NAME, SUM_FILE, MigrationSet, from_files
 
 if TYPE_CHECKING:
@@ -429,6 +430,13 @@ class Source:
     def commit(self, rev: str) -> CommitRef:
         output = self.git("log", "-1", f"--format={_LOG_FORMAT}", self.resolve(rev))
         return _parse_commit(output.strip("\n"))
+
+    def in_repository(self, problem: Problem) -> Problem:
+        """The problem with its path as a path in the repository, not in a temporary checkout."""
+        parts = problem.path.parts[-(len(self.migrations_dir.parts) + 1):]
+        if PurePosixPath(*parts[:-1]) != self.migrations_dir:
+            return problem
+        return replace(problem, path=Path(*parts))
 
     @contextmanager
     def migrations_at(self, rev: str | None = None, *, require_triples: bool = True) -> Iterator[CommitMigrations]:

@@ -32,9 +32,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from lockgate.controller import approval, db, forges, kube, redact
@@ -43,7 +42,7 @@ from lockgate.controller.engine import Engine, Outcome, failed_earlier, same_fil
 from lockgate.controller.ledger import Ledger, LedgerEntry, LedgerRecord
 from lockgate.controller.source import REMOTE, BranchHistory, CommitMigrations, CommitRef, Source, ref_exists
 from lockgate.controller.status import GateResult, MigrationRecord, Notes, StatusNote, summary_line
-from lockgate.hooks.errors import InputError, Problem
+from lockgate.hooks.errors import InputError
 from lockgate.hooks.immutability import first_difference
 from lockgate.hooks.migrationset import KINDS, Migration, MigrationSet
 from lockgate.hooks.settings import SUPPORTED_PG_VERSIONS
@@ -425,14 +424,6 @@ class Reporter:
             self.pushed_at = time.monotonic()
 
 
-def in_repository(problem: Problem, migrations_dir: PurePosixPath) -> Problem:
-    """The problem with its path as a path in the repository, not in the temporary checkout."""
-    parts = problem.path.parts[-(len(migrations_dir.parts) + 1):]
-    if PurePosixPath(*parts[:-1]) != migrations_dir:
-        return problem
-    return replace(problem, path=Path(*parts))
-
-
 def open_source(settings: Settings) -> tuple[Source, bool]:
     """The watched repository, fetched; and whether it has an origin to push notes to."""
     source = Source.from_settings(settings, redact.from_settings(settings))
@@ -464,7 +455,7 @@ def run(
                 Engine(settings, db.target_dsn(settings), wait=wait, stop=stop) as engine:
             result = _Pass(engine, history, tree, reporter, signatures, stop).run()
     except InputError as exc:
-        raise InputError([in_repository(p, source.migrations_dir) for p in exc.problems]) from None
+        raise InputError([source.in_repository(p) for p in exc.problems]) from None
     reporter.flush()
     if not result.records and result.ok:
         count = len(tree.migrations.migrations)

@@ -58,7 +58,13 @@ def _interrupted_backfill(lab: Lab) -> tuple[str, Path, subprocess.Popen[str], p
 def test_the_backfill_session_terminated_mid_batch_stays_applying_and_resumes(lab: Lab, tally: Tally) -> None:
     dsn, directory, applier, conn = _interrupted_backfill(lab)
     with conn:
-        assert terminate(conn, "lockgate backfill") == 1
+        # The example backfills with workers=2: the run's own session and one per segment. End
+        # one worker's session (the newest): its sibling must stop too, and the run report it.
+        ended = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'lockgate backfill'"
+            " AND datname = current_database() ORDER BY backend_start DESC LIMIT 1"
+        ).fetchall()
+        assert ended == [(True,)]
         out, err = applier.communicate(timeout=60)
         assert applier.returncode == 1, out + err
         line = one_line(err)
