@@ -148,13 +148,22 @@ def resolve_key(conn: psycopg.Connection, target: batchsql.Target, requested: st
 
 
 class _Observers:
-    """What every worker of one run reports to: the progress display and `on_batch`, one at a time."""
+    """What every worker of one run reports to, one at a time: `before_batch`, progress and `on_batch`."""
 
-    def __init__(self, shown: progress.Progress, on_batch: Callable[[BatchDone], None] | None) -> None:
+    def __init__(
+        self, shown: progress.Progress, on_batch: Callable[[BatchDone], None] | None,
+        before_batch: Callable[[], None] | None,
+    ) -> None:
         self.shown = shown
         self.on_batch = on_batch
+        self.before = before_batch
         self.batches = 0
         self.lock = threading.Lock()
+
+    def before_batch(self) -> None:
+        if self.before:
+            with self.lock:
+                self.before()
 
     def batch_done(self, rows: int, size: int, seconds: float) -> None:
         with self.lock:
@@ -241,6 +250,7 @@ class _Run:
                 stop=self.halt, label=self.step.label,
             ):
                 return
+            self.observers.before_batch()
             cp, rows, used, seconds = self.one_batch(cp, size)
             faultpoints.reached("batch")
             self.observers.batch_done(rows, used, seconds)
@@ -258,11 +268,14 @@ def run_batched(
     statement: Statement,
     stop: threading.Event | None = None,
     on_batch: Callable[[BatchDone], None] | None = None,
+    before_batch: Callable[[], None] | None = None,
 ) -> BatchResult:
     """Run `statement` (carrying a batch directive) in key ranges; see the module docstring.
 
     With `stop` set, the current batches finish and are checkpointed, and the result says
-    completed=False. `on_batch` sees every committed batch, one call at a time.
+    completed=False. `on_batch` sees every committed batch, one call at a time. `before_batch`
+    runs before every batch, one call at a time: raising there ends the run like a failed batch
+    (the engine checks that it still holds the applier lock).
     """
     started = time.monotonic()
     batch = statement.batch
@@ -271,7 +284,7 @@ def run_batched(
         raise BackfillError(f"{label} has no -- lockgate:batch directive")
     try:
         return _Step(dsn, settings=settings, version=version, step=step, statement=statement, batch=batch,
-                     stop=stop or threading.Event(), on_batch=on_batch).run(started)
+                     stop=stop or threading.Event(), on_batch=on_batch, before_batch=before_batch).run(started)
     except psycopg.Error as exc:
         # Connection trouble, or a bound or throttle query failing: no batch is half done.
         first_line = (str(exc).strip().splitlines() or ["database error"])[0]
@@ -304,6 +317,7 @@ class _Step:
     batch: Batch
     stop: threading.Event
     on_batch: Callable[[BatchDone], None] | None
+    before_batch: Callable[[], None] | None
     label: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -330,7 +344,8 @@ class _Step:
                     f"{self.label}: the checkpoint was made with key {segments[0].key_column}"
                     f" {segments[0].key_type}, the statement now batches by {key.name} {key.type_name}"
                 )
-            observers = _Observers(progress.start(self.label, _keys_left(conn, queries, segments)), self.on_batch)
+            shown = progress.start(self.label, _keys_left(conn, queries, segments))
+            observers = _Observers(shown, self.on_batch, self.before_batch)
             completed = False
             try:
                 self._work(conn, store, queries, observers, [cp for cp in segments if not cp.at_end])

@@ -428,7 +428,7 @@ class Engine:
             try:
                 result = backfill.run_batched(
                     self.dsn, settings=self.settings, version=version, step=step.number,
-                    statement=step.first, stop=self.stop,
+                    statement=step.first, stop=self.stop, before_batch=self._hold_lock,
                 )
             except Exception as exc:  # the backfill's contract: any failure raises
                 if isinstance(exc.__cause__, psycopg.OperationalError) and db.connection_lost(exc.__cause__):

@@ -76,13 +76,16 @@ def test_the_backfill_session_terminated_mid_batch_stays_applying_and_resumes(la
     _ends_as_reference(lab, tally, "terminated backfill session", dsn, directory)
 
 
-def test_the_applier_lock_session_terminated_stops_before_the_next_step(lab: Lab, tally: Tally) -> None:
+def test_the_applier_lock_session_terminated_stops_before_the_next_batch(lab: Lab, tally: Tally) -> None:
     dsn, directory, applier, conn = _interrupted_backfill(lab)
     with conn:
         assert terminate(conn, "lockgate applier lock") == 1
         out, err = applier.communicate(timeout=60)
         assert applier.returncode == 1, out + err
         assert LOST in one_line(err)
+        # Every batch checks the lock first: the backfill stopped part way, not at its end.
+        assert conn.execute("SELECT bool_and(finished), sum(batches_done) < 12 FROM lockgate.batch_checkpoints"
+                            " WHERE version = %s", (TIER,)).fetchone() == (False, True)
         # Without its lock the applier must not go on: the next migration was not touched.
         assert conn.execute("SELECT count(*) FROM lockgate.migrations WHERE version > %s", (TIER,)).fetchone() == (0,)
     _ends_as_reference(lab, tally, "terminated lock session", dsn, directory)
