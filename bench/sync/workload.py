@@ -35,13 +35,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from lockgate.hooks import sumfile
-from lockgate.hooks.migrationset import SUM_FILE
+from lockgate.hooks.migrationset import KINDS, SUM_FILE
 
 MIGRATIONS = "migrations"
 BRANCH = "main"
 START = datetime(2024, 1, 1, tzinfo=UTC)
 IDENTITY = "Lockgate Bench <bench@lockgate.invalid>"
-KINDS = ("up", "down", "validate")
 README = "# service\n\nIts schema changes live in migrations/ and reach production through lockgate.\n"
 FEATURE = "refs/heads/feature"
 
