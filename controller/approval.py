@@ -1,9 +1,13 @@
-"""Which migrations the controller may apply: the server-side half of the review.
+"""Which migrations the controller may apply or roll back: the server-side half of the review.
 
 A migration is approved when it reached the branch through first-parent history, its files at the
 head match lockgate.sum, it passes the hooks' checks, and — when signatures are required — every
 commit that shaped its files is signed by a key in the allowed-signers file. Anything else is
 refused with the reasons, which end up in the commit's note.
+
+A rollback passes at least the same review: the commit that removed the migration reverts the
+change that brought it (see `reverts`), it removed exactly the files that were applied, it is
+signed when signatures are required, and the down text the ledger will run passes lint as a down.
 """
 
 from __future__ import annotations
@@ -14,13 +18,16 @@ from pathlib import Path
 
 import git
 
-from lockgate.controller.source import BranchHistory, CommitMigrations, CommitRef
+from lockgate.controller.ledger import LedgerRecord
+from lockgate.controller.reverts import revert_of
+from lockgate.controller.source import BranchHistory, CommitMigrations, CommitRef, Source
 from lockgate.hooks.check import pair_findings
 from lockgate.hooks.coverage import check_coverage
 from lockgate.hooks.errors import InputError, UsageError
 from lockgate.hooks.lint import lint_sql
-from lockgate.hooks.migrationset import FILE_NAME, Migration, MigrationSet, parse_all
+from lockgate.hooks.migrationset import FILE_NAME, KINDS, Migration, MigrationSet, parse_all
 from lockgate.hooks.rules.base import Severity
+from lockgate.hooks.sqlmodel import parse_sql
 from lockgate.hooks.sumfile import verify
 
 Checker = Callable[[MigrationSet, Migration], list[str]]
@@ -166,3 +173,81 @@ def approve(
         else:
             verdicts[version] = Approved(migration, commit)
     return verdicts
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackApproved:
+    version: str
+    commit: CommitRef  # the commit that removed the migration's files
+    how: str  # what makes it a revert, for the log
+
+
+RollbackVerdict = RollbackApproved | Refused
+
+
+def _how_to_roll_back(record: LedgerRecord) -> str:
+    return (
+        f"to roll {record.version}_{record.name} back, revert the change that brought it "
+        f"(`git revert {(record.commit_sha or '<commit>')[:12]}`, `-m 1` for a merge) or add a "
+        f"`Lockgate-Rollback: {record.version}` trailer to the removing commit; to keep it, restore its files"
+    )
+
+
+def lint_applied_down(record: LedgerRecord, pg_version: int, directory: str) -> list[str]:
+    """Error findings of the down text the ledger holds, linted as a down after its up, as it will run."""
+    where = f"{directory}/{record.version}_{record.name}"
+    try:
+        up = parse_sql(Path(f"{where}.up.sql"), record.up_sql)
+        down = parse_sql(Path(f"{where}.down.sql"), record.down_sql)
+    except InputError as exc:
+        return [f"{p} (as applied)" for p in exc.problems]
+    context = lint_sql(up, pg_version=pg_version)[1]
+    findings = lint_sql(down, pg_version=pg_version, kind="down", inherited=context)[0]
+    return [f"{f} (as applied)" for f in findings if f.severity is Severity.ERROR]
+
+
+def approve_rollback(
+    record: LedgerRecord,
+    removed_by: CommitRef,
+    source: Source,
+    history: BranchHistory,
+    *,
+    pg_version: int,
+    signatures: SignatureCheck | None = None,
+) -> RollbackVerdict:
+    """Whether the applied migration `record`, whose files `removed_by` removed, may be rolled back."""
+    version = record.version
+    introduced_by = record.commit_sha or _last_added(history, version)
+    how = revert_of(
+        version, source.change(removed_by.sha), source.change(introduced_by) if introduced_by else None,
+    )
+    reasons: list[str] = []
+    if how is None:
+        reasons.append(
+            f"{removed_by.short} ({removed_by.summary}) removed applied migration {version}_{record.name} "
+            f"but is not a revert of the change that brought it"
+            + (f" ({introduced_by[:12]})" if introduced_by else "")
+            + "; nothing rolled back"
+        )
+    else:
+        removed = source.checksums_before(removed_by, version)
+        applied = {kind: getattr(record, f"{kind}_checksum") for kind in KINDS}
+        if removed != applied:
+            differ = sorted(k for k in KINDS if removed.get(k) != applied[k])
+            reasons.append(
+                f"{removed_by.short} removed files of {version}_{record.name} that are not the ones applied "
+                f"({', '.join(differ)} differ{'s' if len(differ) == 1 else ''}); nothing rolled back"
+            )
+    if signatures is not None and (why := signatures(removed_by.sha)) is not None:
+        reasons.append(f"{why}; rollbacks need a signed commit as applies do")
+    reasons += lint_applied_down(record, pg_version, str(source.migrations_dir))
+    if reasons:
+        return Refused(version, (*reasons, _how_to_roll_back(record)), removed_by)
+    assert how is not None
+    return RollbackApproved(version, removed_by, how)
+
+
+def _last_added(history: BranchHistory, version: str) -> str | None:
+    """The first-parent commit that last added the version's files, when the ledger does not say."""
+    added = [c.commit.sha for c in history.changes if c.version == version and c.kind == "added"]
+    return added[-1] if added else None

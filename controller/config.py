@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     max_replica_lag: float = Field(10.0, description="pause batches while replay lag exceeds this")
     notes_ref: str = "refs/notes/lockgate"
     require_signed: bool = False
+    max_rollbacks: int = Field(
+        3, ge=1, description="most migrations one pass may roll back; a pass that would roll back more rolls back none",
+    )
     allowed_signers: Path | None = None
     cache_dir: Path = Path(".lockgate-cache")
     watch_interval: float = 60.0

@@ -13,6 +13,7 @@ URL without them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -27,8 +28,9 @@ from urllib.parse import urlsplit, urlunsplit
 import git
 
 from lockgate.controller.redact import Redactor, basic_auth
-from lockgate.hooks.errors import Problem
-from lockgate.hooks.migrationset import FILE_NAME, SUM_FILE, MigrationSet, from_files
+from lockgate.controller.reverts import Change, CommitText
+from lockgate.hooks.errors import InputError, Problem
+from lockgate.hooks.migrationset import FILE_NAME, LINKED_FILE, NOT_A_FOLDER, SUM_FILE, MigrationSet, from_files
 
 if TYPE_CHECKING:
     from lockgate.controller.config import Settings
@@ -43,6 +45,7 @@ TOKEN_USER = "x-access-token"
 DEFAULT_DIR = PurePosixPath("migrations")
 
 _RECORD, _FIELD = "\x1e", "\x1f"
+_FOLDER, _SYMLINK, _SUBMODULE = "040000", "120000", "160000"  # git tree entry modes
 _LOG_FORMAT = _FIELD.join(["%H", "%P", "%an <%ae>", "%cI", "%s"])
 
 ChangeKind = Literal["added", "changed", "removed"]
@@ -463,17 +466,70 @@ class Source:
             yield CommitMigrations(sha, root, from_files(target, files, require_triples=require_triples))
 
     def _blobs(self, sha: str) -> dict[str, bytes]:
-        """File name → content of the .sql files and lockgate.sum directly in the migrations dir."""
-        listing = str(self.repo.git.ls_tree("-z", sha, "--", f"{self.migrations_dir}/"))
+        """File name → content of the .sql files and lockgate.sum directly in the migrations dir.
+
+        Raises InputError when the folder is not a plain folder or a migration file is a link: git
+        stores a symlink as one blob, so either would otherwise read as "every migration deleted".
+        """
+        self._require_plain_folder(sha)
         names: dict[str, list[str]] = {}  # identical files share one blob
-        for entry in filter(None, listing.split("\0")):
-            meta, _, path = entry.partition("\t")
-            _mode, kind, object_sha = meta.split()
+        linked: list[Problem] = []
+        for mode, kind, object_sha, path in self._entries(sha, f"{self.migrations_dir}/"):
             name = PurePosixPath(path).name
-            if kind == "blob" and (name.endswith(".sql") or name == SUM_FILE):
-                names.setdefault(object_sha, []).append(name)
+            if kind != "blob" or not (name.endswith(".sql") or name == SUM_FILE):
+                continue
+            if mode == _SYMLINK:
+                linked.append(Problem(Path(path), 1, 1, LINKED_FILE))
+            names.setdefault(object_sha, []).append(name)
+        if linked:
+            raise InputError(linked)
         contents = self.read_blobs(names)
         return {name: data for object_sha, data in contents.items() for name in names[object_sha]}
+
+    def _entries(self, sha: str, path: str) -> Iterator[tuple[str, str, str, str]]:
+        """(mode, type, object sha, path) of each `git ls-tree` entry for `path` at `sha`."""
+        listing = str(self.repo.git.ls_tree("-z", sha, "--", path))
+        for entry in filter(None, listing.split("\0")):
+            meta, _, entry_path = entry.partition("\t")
+            mode, kind, object_sha = meta.split()
+            yield mode, kind, object_sha, entry_path
+
+    def _require_plain_folder(self, sha: str) -> None:
+        """InputError when the migrations folder, or a folder above it, is a link, a submodule or a file.
+
+        A folder that is absent is plain: its migrations were deleted, which sync judges itself.
+        """
+        prefix = PurePosixPath()
+        for part in self.migrations_dir.parts:
+            prefix /= part
+            mode = next((m for m, _, _, p in self._entries(sha, str(prefix)) if p == str(prefix)), None)
+            if mode is None:
+                return
+            if mode != _FOLDER:
+                why = {_SYMLINK: "symlink", _SUBMODULE: "submodule"}.get(mode, "file")
+                raise InputError.at(Path(prefix), 1, 1, f"at {sha[:12]}: {NOT_A_FOLDER[why]}")
+
+    def change(self, sha: str) -> Change:
+        """The commit's whole message and, for a merge, those of the commits it brought in."""
+        commit = self.commit(sha)
+        output = self.git("log", "-z", f"--format=%H{_FIELD}%B", *(
+            [f"{commit.parents[0]}..{sha}"] if commit.is_merge else ["-1", sha]
+        ))
+        texts = [CommitText(*chunk.split(_FIELD, 1)) for chunk in filter(None, output.split("\0"))]
+        own = next(t for t in texts if t.sha == sha)
+        return Change(own, tuple(t for t in texts if t.sha != sha))
+
+    def checksums_before(self, commit: CommitRef, version: str) -> dict[str, str]:
+        """File kind → SHA-256 of the version's files in the commit's first parent: what it removed."""
+        if not commit.parents:
+            return {}
+        found: dict[str, str] = {}
+        for mode, kind, object_sha, path in self._entries(commit.parents[0], f"{self.migrations_dir}/"):
+            m = FILE_NAME.match(PurePosixPath(path).name)
+            if kind == "blob" and mode != _SYMLINK and m and m["version"] == version:
+                found[m["kind"]] = object_sha
+        blobs = self.read_blobs(found.values())
+        return {k: hashlib.sha256(blobs[object_sha]).hexdigest() for k, object_sha in found.items()}
 
     def read_blobs(self, object_shas: Iterable[str]) -> dict[str, bytes]:
         """Object sha → content, in one `git cat-file --batch` call whatever their number."""

@@ -89,17 +89,28 @@ class Held:
 
 
 @dataclass(frozen=True, slots=True)
+class Refuse:
+    version: str
+    name: str
+    reasons: tuple[str, ...]
+    commit: CommitRef | None
+
+
+@dataclass(frozen=True, slots=True)
 class Rollbacks:
     todo: list[Rollback]
     held: list[Held]
+    refused: list[Refuse] = field(default_factory=list)
 
 
-def plan_rollbacks(entries: dict[str, LedgerEntry], present: set[str], history: BranchHistory) -> Rollbacks:
-    """Applied migrations missing from the head, newest first: rolled back when a commit of the
-    branch's first-parent history removed them, held when that history no longer holds the
-    commit they were applied from (rewritten by a force-push) or never held them."""
+def rollback_candidates(
+    entries: dict[str, LedgerEntry], present: set[str], history: BranchHistory
+) -> tuple[list[tuple[LedgerEntry, CommitRef]], list[Held]]:
+    """Applied migrations missing from the head, newest first, with the first-parent commit that
+    removed them; held apart are those whose history no longer holds the commit they were applied
+    from (rewritten by a force-push) or never removed them."""
     on_branch = {change.commit.sha for change in history.changes}
-    todo: list[Rollback] = []
+    candidates: list[tuple[LedgerEntry, CommitRef]] = []
     held: list[Held] = []
     gone = [e for e in entries.values() if e.status == "applied" and e.version not in present]
     for entry in sorted(gone, key=lambda e: int(e.version), reverse=True):
@@ -115,22 +126,53 @@ def plan_rollbacks(entries: dict[str, LedgerEntry], present: set[str], history: 
                 "applied but never removed by a commit of the branch's history; not rolled back"
             )))
         else:
-            todo.append(Rollback(entry.version, entry.name, removed_by))
-    return Rollbacks(todo, held)
+            candidates.append((entry, removed_by))
+    return candidates, held
+
+
+def plan_rollbacks(
+    entries: dict[str, LedgerEntry],
+    present: set[str],
+    history: BranchHistory,
+    verdicts: dict[str, approval.RollbackVerdict],
+    max_rollbacks: int,
+) -> Rollbacks:
+    """The candidates' rollbacks, newest first, as far as their approval and the ceiling allow.
+
+    `verdicts` covers every candidate. A commit that removed a migration whose rollback is refused
+    rolls none of its migrations back (it is one change, judged whole); a pass that would roll back
+    more than `max_rollbacks` migrations rolls back none, as that many at once is more likely an
+    accident than an intent.
+    """
+    candidates, held = rollback_candidates(entries, present, history)
+    refused = [Refuse(e.version, e.name, v.reasons, commit) for e, commit in candidates
+               if isinstance(v := verdicts[e.version], approval.Refused)]
+    spoiled = {r.commit.sha for r in refused if r.commit is not None}
+    todo: list[Rollback] = []
+    for entry, commit in candidates:
+        if isinstance(verdicts[entry.version], approval.Refused):
+            continue
+        if commit.sha in spoiled:
+            refused.append(Refuse(entry.version, entry.name, (
+                f"{commit.short} also removes a migration whose rollback is refused; none of its "
+                "migrations is rolled back",
+            ), commit))
+        else:
+            todo.append(Rollback(entry.version, entry.name, commit))
+    if len(todo) > max_rollbacks:
+        refused += [Refuse(r.version, r.name, (
+            f"this pass would roll back {len(todo)} migrations, more than max_rollbacks ({max_rollbacks}); "
+            "nothing rolled back: if all of them should go, raise LOCKGATE_MAX_ROLLBACKS for one run",
+        ), r.commit) for r in todo]
+        todo = []
+    refused.sort(key=lambda r: int(r.version), reverse=True)
+    return Rollbacks(todo, held, refused)
 
 
 @dataclass(frozen=True, slots=True)
 class Apply:
     migration: Migration
     commit: CommitRef
-
-
-@dataclass(frozen=True, slots=True)
-class Refuse:
-    version: str
-    name: str
-    reasons: tuple[str, ...]
-    commit: CommitRef | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -453,7 +495,7 @@ def run(
     try:
         with source.migrations_at(history.head.sha, require_triples=False) as tree, \
                 Engine(settings, db.target_dsn(settings), wait=wait, stop=stop) as engine:
-            result = _Pass(engine, history, tree, reporter, signatures, stop).run()
+            result = _Pass(engine, source, history, tree, reporter, signatures, stop).run()
     except InputError as exc:
         raise InputError([source.in_repository(p) for p in exc.problems]) from None
     reporter.flush()
@@ -465,10 +507,11 @@ def run(
 
 class _Pass:
     def __init__(
-        self, engine: Engine, history: BranchHistory, tree: CommitMigrations, reporter: Reporter,
+        self, engine: Engine, source: Source, history: BranchHistory, tree: CommitMigrations, reporter: Reporter,
         signatures: approval.SignatureCheck | None, stop: threading.Event,
     ) -> None:
         self.engine = engine
+        self.source = source
         self.history = history
         self.tree = tree
         self.reporter = reporter
@@ -493,15 +536,33 @@ class _Pass:
                     f"`lockgate resolve {entry.version} --as applied|rolled_back`"
                 )
             return self.result
-        rollbacks = plan_rollbacks(entries, present, self.history)
+        rollbacks = plan_rollbacks(
+            entries, present, self.history, self._approve_rollbacks(entries, present),
+            self.engine.settings.max_rollbacks,
+        )
         for held in rollbacks.held:
             self.reporter.refusal(self.history.head, refusal(held.version, held.name, [held.reason]))
             self.result.problems.append(f"{held.version}_{held.name} held")
+        for refused in rollbacks.refused:
+            self._refuse(refused.version, refused.name, list(refused.reasons), refused.commit)
         for rollback in rollbacks.todo:
             if self._stopped() or not self._roll_back(rollback):
                 return self.result
         self._apply_all(entries)
         return self.result
+
+    def _approve_rollbacks(
+        self, entries: dict[str, LedgerEntry], present: set[str]
+    ) -> dict[str, approval.RollbackVerdict]:
+        verdicts: dict[str, approval.RollbackVerdict] = {}
+        for entry, removed_by in rollback_candidates(entries, present, self.history)[0]:
+            record = self.engine.ledger.get(entry.version)
+            assert record is not None, "a row read this pass is still there: the pass holds the applier lock"
+            verdicts[entry.version] = approval.approve_rollback(
+                record, removed_by, self.source, self.history,
+                pg_version=self._lint_version(), signatures=self.signatures,
+            )
+        return verdicts
 
     def _catch_up(self, entries: dict[str, LedgerEntry], present: set[str]) -> None:
         """Rewrite the notes the ledger moved past since they were written, before anything runs."""

@@ -86,6 +86,7 @@ def _cell(text: str) -> str:
 
 def _example(title: str, example: Example) -> list[str]:
     version = f" (PostgreSQL {example.pg_version})" if example.pg_version else ""
+    version += f" in a {example.file} file" if example.file != "up" else ""
     lines = [f"**{title}**{version}" + (f": {example.note}" if example.note else ""), "", "```sql"]
     return [*lines, example.sql.strip(), "```", ""]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from lockgate.hooks import rules as rules_package
 from lockgate.hooks.errors import InputError
 from lockgate.hooks.migrationset import decode
-from lockgate.hooks.rules.base import Finding, Hit, Rule, Severity
+from lockgate.hooks.rules.base import ANY_STATEMENT, Finding, Hit, Rule, Severity
 from lockgate.hooks.rules.context import Context
 from lockgate.hooks.sqlmodel import SqlFile, parse_sql
 from lockgate.hooks.txmode import runs_in_transaction
@@ -56,11 +56,14 @@ def all_rules() -> tuple[Rule, ...]:
 def _dispatch(file: str) -> dict[str, tuple[Rule, ...]]:
     """Statement kind -> the rules that read it in this kind of file."""
     table: dict[str, list[Rule]] = {}
+    every = [rule for rule in all_rules() if file in rule.file_kinds and ANY_STATEMENT in rule.kinds]
     for rule in all_rules():
         if file in rule.file_kinds:
-            for kind in rule.kinds:
+            for kind in rule.kinds - {ANY_STATEMENT}:
                 table.setdefault(kind, []).append(rule)
-    return {k: tuple(v) for k, v in table.items()}
+    dispatch = {k: tuple(sorted({*v, *every}, key=lambda r: r.code)) for k, v in table.items()}
+    dispatch[ANY_STATEMENT] = tuple(every)
+    return dispatch
 
 
 def file_kind(path: Path) -> str:
@@ -84,7 +87,7 @@ def lint_sql(
     file_ignored = sql.ignored_rules
     findings: list[Finding] = []
     for stmt in sql.walk():
-        rules = dispatch.get(stmt.kind, ())
+        rules = dispatch.get(stmt.kind) or dispatch[ANY_STATEMENT]
         ignored = file_ignored
         # Most statements carry no directive: skip building ignore sets for them.
         if rules and (stmt.directives or (stmt.parent is not None and stmt.parent.directives)):

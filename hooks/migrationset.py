@@ -14,6 +14,15 @@ KINDS = ("up", "down", "validate")
 FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[a-z0-9][a-z0-9_]*)\.(?P<kind>up|down|validate)\.sql$")
 NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 SUM_FILE = "lockgate.sum"
+# A migrations folder is a plain folder of plain files. Anything else would read as "every
+# migration deleted" (git stores a symlink as one blob), or make lockgate read files from
+# outside the repository, so it is bad input, never an empty set.
+NOT_A_FOLDER = {
+    "symlink": "the migrations folder is a symbolic link; lockgate reads a plain folder: move the files back",
+    "submodule": "the migrations folder is a git submodule; lockgate reads a plain folder of this repository",
+    "file": "the migrations folder is a file, not a folder",
+}
+LINKED_FILE = "a migration file is a symbolic link; lockgate reads plain files only: replace it with the file itself"
 
 
 @dataclass(slots=True, eq=False)
@@ -97,13 +106,15 @@ def load(directory: Path, *, require_triples: bool = True) -> MigrationSet:
     SQL is parsed lazily (`MigrationFile.sql`), so callers that only need names or checksums
     pay nothing for parsing.
     """
+    if directory.is_symlink():
+        raise InputError.at(directory, 1, 1, NOT_A_FOLDER["symlink"])
     if not directory.is_dir():
         raise InputError.at(directory, 1, 1, "migrations directory not found")
-    return from_files(
-        directory,
-        ((path, path.read_bytes()) for path in sorted(directory.iterdir()) if not path.is_dir() and _is_sql(path)),
-        require_triples=require_triples,
-    )
+    paths = [path for path in sorted(directory.iterdir()) if _is_sql(path) and (path.is_symlink() or not path.is_dir())]
+    linked = [Problem(path, 1, 1, LINKED_FILE) for path in paths if path.is_symlink()]
+    if linked:
+        raise InputError(linked)
+    return from_files(directory, ((path, path.read_bytes()) for path in paths), require_triples=require_triples)
 
 
 def _is_sql(path: Path) -> bool:

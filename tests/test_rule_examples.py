@@ -20,8 +20,8 @@ BY_RULE = [pytest.param(r, id=r.code) for r in RULES]
 
 
 def lint_example(example: Example, text: str | None = None) -> list[Finding]:
-    sql = parse_sql(Path("example.up.sql"), example.sql if text is None else text)
-    return lint_sql(sql, pg_version=example.pg_version or DEFAULT_PG_VERSION)[0]
+    sql = parse_sql(Path(f"example.{example.file}.sql"), example.sql if text is None else text)
+    return lint_sql(sql, pg_version=example.pg_version or DEFAULT_PG_VERSION, kind=example.file)[0]
 
 
 def of_rule(findings: list[Finding], rule: Rule) -> list[Finding]:

@@ -152,10 +152,12 @@ def test_a_failed_validation_changes_nothing_and_is_not_rerun_until_fixed_forwar
 
 def revert_with_a_new_sum(dev: Clone, merge: str) -> str:
     """Revert an older merge: lockgate.sum conflicts (each line chains the ones before it), so the
-    developer rewrites it with `lockgate hash` and commits the revert."""
+    developer rewrites it with `lockgate hash` and commits the revert with the message git prepared."""
     with contextlib.suppress(git.GitCommandError):
         dev.git("revert", "--no-commit", "-m", "1", merge)
-    revert = dev.commit_files({"migrations/lockgate.sum": dev.sum_text()}, f"Revert {merge[:12]}")
+    revert = dev.commit_files(
+        {"migrations/lockgate.sum": dev.sum_text()}, f"Revert {merge[:12]}\n\nThis reverts commit {merge}.",
+    )
     dev.push()
     return revert
 

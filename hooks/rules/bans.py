@@ -12,11 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from lockgate.hooks.rules._nodes import alter_cmds, created_here, drop_targets, is_new_column, table_name
-from lockgate.hooks.rules.base import Example, Hit, Rule, Severity
+from lockgate.hooks.rules.base import UP_ONLY, Example, Hit, Rule, Severity
 from lockgate.hooks.rules.context import Context, name_key, relation_key
 from lockgate.hooks.sqlmodel import Node, Statement
-
-_UP_AND_DOWN = frozenset({"up", "down"})
 
 
 def _option_names(options: list[Node]) -> list[str]:
@@ -43,7 +41,6 @@ class BanAlterSettings(Rule):
     severity = Severity.WARNING
     summary = "ALTER SYSTEM / ALTER DATABASE settings in a migration"
     kinds = frozenset({"AlterSystemStmt", "AlterDatabaseSetStmt", "AlterDatabaseStmt"})
-    file_kinds = _UP_AND_DOWN
     squawk = ("ban-alter-system-options", "ban-alter-database-options")
     bad = (Example("ALTER DATABASE shop SET statement_timeout = '5s';"),)
     good = (Example("SET LOCAL statement_timeout = '5min';"),)
@@ -73,7 +70,6 @@ class BanAlterRole(Rule):
     severity = Severity.WARNING
     summary = "ALTER ROLE/USER options or settings in a migration"
     kinds = frozenset({"AlterRoleStmt", "AlterRoleSetStmt"})
-    file_kinds = _UP_AND_DOWN
     squawk = ("ban-alter-role-options",)
     bad = (Example("ALTER ROLE reporting NOLOGIN;"),)
     good = (Example("GRANT SELECT ON orders TO reporting;"),)
@@ -106,7 +102,6 @@ class BanRevoke(Rule):
     severity = Severity.WARNING
     summary = "REVOKE of privileges or role membership"
     kinds = frozenset({"GrantStmt", "GrantRoleStmt", "AlterDefaultPrivilegesStmt", "AlterRoleStmt"})
-    file_kinds = _UP_AND_DOWN
     squawk = ("ban-revoke",)
     bad = (Example("REVOKE UPDATE ON customers FROM support;"), Example("REVOKE billing_admin FROM alice;"))
     good = (
@@ -154,7 +149,6 @@ class RowSecurityChange(Rule):
     severity = Severity.WARNING
     summary = "CREATE/ALTER/DROP POLICY or a row-level security switch on an existing table"
     kinds = frozenset({"CreatePolicyStmt", "AlterPolicyStmt", "DropStmt", "AlterTableStmt"})
-    file_kinds = _UP_AND_DOWN
     squawk = (
         "ban-create-policy", "ban-alter-policy-condition", "ban-alter-policy-roles", "ban-drop-policy",
         "ban-alter-row-level-security",
@@ -219,7 +213,6 @@ class TriggerOrRuleChange(Rule):
     severity = Severity.WARNING
     summary = "ENABLE/DISABLE/DROP of a trigger or rule on an existing table"
     kinds = frozenset({"AlterTableStmt", "DropStmt"})
-    file_kinds = _UP_AND_DOWN
     squawk = ("ban-disable-trigger", "ban-drop-trigger")
     bad = (Example("ALTER TABLE orders DISABLE TRIGGER orders_audit;"), Example("DROP TRIGGER orders_audit ON orders;"))
     good = (
@@ -265,7 +258,6 @@ class BanAlterExtension(Rule):
     severity = Severity.WARNING
     summary = "ALTER EXTENSION UPDATE / DROP member"
     kinds = frozenset({"AlterExtensionStmt", "AlterExtensionContentsStmt"})
-    file_kinds = _UP_AND_DOWN
     squawk = ("ban-alter-extension",)
     bad = (Example("ALTER EXTENSION postgis UPDATE TO '3.4.0';"),)
     good = (Example("CREATE EXTENSION IF NOT EXISTS pg_trgm;"),)
@@ -298,7 +290,6 @@ class BanAlterSecurityOptions(Rule):
     severity = Severity.WARNING
     summary = "ALTER FUNCTION SECURITY/SET/RESET or ALTER VIEW SET/RESET options"
     kinds = frozenset({"AlterFunctionStmt", "AlterTableStmt"})
-    file_kinds = _UP_AND_DOWN
     squawk = ("ban-alter-function-options", "ban-alter-view-options")
     bad = (Example("ALTER FUNCTION refund(bigint) SECURITY DEFINER;"),
            Example("ALTER VIEW customer_emails SET (security_barrier = false);"))
@@ -341,7 +332,6 @@ class BanAlterSequenceValues(Rule):
     severity = Severity.WARNING
     summary = "ALTER SEQUENCE RESTART/INCREMENT/MINVALUE/MAXVALUE/CYCLE of an existing sequence"
     kinds = frozenset({"AlterSeqStmt", "AlterTableStmt"})
-    file_kinds = _UP_AND_DOWN
     squawk = ("ban-alter-sequence-values",)
     bad = (Example("ALTER SEQUENCE orders_id_seq RESTART WITH 1;"),
            Example("ALTER TABLE orders ALTER COLUMN id RESTART WITH 1;"))
@@ -383,7 +373,6 @@ class BanAddCompositeAttribute(Rule):
     severity = Severity.WARNING
     summary = "ALTER TYPE … ADD ATTRIBUTE on an existing composite type"
     kinds = frozenset({"AlterTableStmt"})
-    file_kinds = _UP_AND_DOWN
     squawk = ("ban-add-composite-attribute",)
     bad = (Example("ALTER TYPE address ADD ATTRIBUTE street2 text;"),)
     good = (Example("CREATE TYPE address AS (city text);\nALTER TYPE address ADD ATTRIBUTE street text;"),)
@@ -443,6 +432,7 @@ class BanCreateDomainWithConstraint(Rule):
     severity = Severity.WARNING
     summary = "CREATE DOMAIN with a CHECK constraint"
     kinds = frozenset({"CreateDomainStmt"})
+    file_kinds = UP_ONLY
     squawk = ("ban-create-domain-with-constraint",)
     bad = (Example("CREATE DOMAIN cents AS bigint CHECK (VALUE >= 0);"),)
     good = (Example("CREATE DOMAIN email AS text;"),)
@@ -473,7 +463,6 @@ class BanDetachInheritance(Rule):
     severity = Severity.WARNING
     summary = "DETACH PARTITION / NO INHERIT of an existing table"
     kinds = frozenset({"AlterTableStmt"})
-    file_kinds = _UP_AND_DOWN
     squawk = ("ban-detach-inheritance",)
     bad = (Example("ALTER TABLE events NO INHERIT events_parent;"),)
     good = (Example("CREATE TABLE events_2020 (id bigint);\nALTER TABLE events_2020 NO INHERIT events;"),)
@@ -510,7 +499,6 @@ class BanReplicaIdentityChange(Rule):
     severity = Severity.WARNING
     summary = "REPLICA IDENTITY change, DROP PUBLICATION, or removing tables from one"
     kinds = frozenset({"AlterTableStmt", "DropStmt", "AlterPublicationStmt"})
-    file_kinds = _UP_AND_DOWN
     squawk = ("ban-replica-identity",)
     bad = (Example("ALTER TABLE orders REPLICA IDENTITY FULL;"), Example("DROP PUBLICATION shop_changes;"))
     good = (Example("ALTER PUBLICATION shop_changes ADD TABLE orders;"),)

@@ -43,6 +43,7 @@ class Example:
     sql: str
     pg_version: int | None = None
     note: str = ""
+    file: str = "up"  # the kind of migration file the SQL stands in: up, down or validate
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,12 @@ class Hit:
     column: int | None = None
 
 
+UP_AND_DOWN = frozenset({"up", "down"})
+VALIDATE_ONLY = frozenset({"validate"})
+ANY_STATEMENT = "*"  # in `kinds`: the rule reads every statement
+UP_ONLY = frozenset({"up"})
+
+
 class Rule:
     """Base class; subclasses set the class attributes and implement `check`."""
 
@@ -63,8 +70,10 @@ class Rule:
     summary: ClassVar[str]
     # Statement kinds (parse-tree node names) the rule looks at; the linter dispatches on them.
     kinds: ClassVar[frozenset[str]]
-    # Which files it reads: the forward migration by default; destructive rules also read downs.
-    file_kinds: ClassVar[frozenset[str]] = frozenset({"up"})
+    # Which files it reads: ups and downs by default, as the controller runs both on production
+    # (a down after a revert or a failed gate); style rules read only ups, and validate files
+    # only the rules that hold for read-only gates.
+    file_kinds: ClassVar[frozenset[str]] = UP_AND_DOWN
     bad: ClassVar[tuple[Example, ...]]
     good: ClassVar[tuple[Example, ...]]
     # squawk rules this one covers, for the coverage table.

@@ -134,7 +134,6 @@ class RequireBatchedUpdate(Rule):
     name = "require-batched-update"
     summary = "UPDATE/DELETE of many rows of an existing table in one transaction"
     kinds = _DML
-    file_kinds = frozenset({"up", "down"})
     bad = (
         Example("UPDATE customers SET tier = 'bronze' WHERE tier IS NULL;"),
         Example("DELETE FROM events WHERE created_at < now() - interval '90 days';"),
@@ -182,7 +181,6 @@ class HandWrittenBatchLoop(Rule):
     name = "hand-written-batch-loop"
     summary = "PL/pgSQL loop updating LIMIT-ed slices; use -- lockgate:batch"
     kinds = _DML
-    file_kinds = frozenset({"up", "down"})
     bad = (
         Example(
             "DO $$\nBEGIN\n    LOOP\n"
@@ -225,7 +223,6 @@ class UnboundedInsertSelect(Rule):
     severity = Severity.WARNING
     summary = "INSERT … SELECT copying every row of an existing table at once"
     kinds = frozenset({"InsertStmt"})
-    file_kinds = frozenset({"up", "down"})
     bad = (Example("INSERT INTO orders_archive (id, total_cents) SELECT id, total_cents FROM orders;"),)
     good = (
         Example("INSERT INTO orders_archive (id, total_cents)\n"
@@ -313,7 +310,6 @@ class MisplacedBatchDirective(Rule):
     name = "misplaced-batch-directive"
     summary = "-- lockgate:batch where the engine cannot batch (or attached to nothing)"
     kinds = _EVERY_KIND
-    file_kinds = frozenset({"up", "down"})
     bad = (
         Example("-- lockgate:batch size=1000\nINSERT INTO tiers (name) VALUES ('gold');"),
         Example("-- lockgate:batch size=1000\n\nUPDATE customers SET tier = 'bronze' WHERE id = 1;",

@@ -28,8 +28,6 @@ from lockgate.hooks.rules.base import Example, Hit, Rule, Severity
 from lockgate.hooks.rules.context import Context, name_key
 from lockgate.hooks.sqlmodel import Node, Statement
 
-_UP_AND_DOWN = frozenset({"up", "down"})
-
 
 def _existing_drops(node: Node, ctx: Context, object_types: frozenset[str]) -> list[str]:
     """Names (as written) of the existing objects of `object_types` a DROP statement drops."""
@@ -57,7 +55,6 @@ class BanDropTable(Rule):
     name = "ban-drop-table"
     summary = "DROP TABLE of an existing table: data loss, breaks running code"
     kinds = frozenset({"DropStmt"})
-    file_kinds = _UP_AND_DOWN
     squawk = ("ban-drop-table",)
     bad = (Example("DROP TABLE orders;"), Example("DROP TABLE IF EXISTS legacy_sessions;"))
     good = (Example("CREATE TABLE scratch (id bigint PRIMARY KEY);\nDROP TABLE scratch;"),)
@@ -89,7 +86,6 @@ class BanDropColumn(Rule):
     name = "ban-drop-column"
     summary = "DROP COLUMN of an existing column: data loss, breaks running code"
     kinds = frozenset({"AlterTableStmt"})
-    file_kinds = _UP_AND_DOWN
     squawk = ("ban-drop-column",)
     bad = (Example("ALTER TABLE customers DROP COLUMN email;"),)
     good = (Example("ALTER TABLE customers ADD COLUMN nickname text;\nALTER TABLE customers DROP COLUMN nickname;"),)
@@ -122,7 +118,6 @@ class BanDropSchema(Rule):
     name = "ban-drop-schema"
     summary = "DROP SCHEMA of an existing schema"
     kinds = frozenset({"DropStmt"})
-    file_kinds = _UP_AND_DOWN
     squawk = ("ban-drop-schema",)
     bad = (Example("DROP SCHEMA reporting CASCADE;"),)
     good = (Example("CREATE SCHEMA staging;\nDROP SCHEMA staging;"),)
@@ -147,7 +142,6 @@ class BanDropDatabase(Rule):
     name = "ban-drop-database"
     summary = "DROP DATABASE in a migration"
     kinds = frozenset({"DropdbStmt"})
-    file_kinds = _UP_AND_DOWN
     squawk = ("ban-drop-database",)
     bad = (Example("DROP DATABASE analytics;"),)
     good = (Example("CREATE SCHEMA analytics;"),)
@@ -174,7 +168,6 @@ class BanTruncate(Rule):
     name = "ban-truncate"
     summary = "TRUNCATE of an existing table (CASCADE: and of every referencing table)"
     kinds = frozenset({"TruncateStmt"})
-    file_kinds = _UP_AND_DOWN
     squawk = ("ban-truncate-cascade",)
     bad = (Example("TRUNCATE sessions;"), Example("TRUNCATE customers CASCADE;"))
     good = (
@@ -211,7 +204,6 @@ class BanDropCascade(Rule):
     name = "ban-drop-cascade"
     summary = "DROP … CASCADE of an existing object"
     kinds = frozenset({"DropStmt", "AlterTableStmt"})
-    file_kinds = _UP_AND_DOWN
     bad = (Example("DROP VIEW customer_totals CASCADE;"), Example("ALTER TABLE orders DROP COLUMN note CASCADE;"))
     good = (Example("DROP VIEW customer_totals;"),)
 
@@ -263,7 +255,6 @@ class BanRename(Rule):
     name = "ban-rename"
     summary = "RENAME / SET SCHEMA of an existing table, column or other object code refers to"
     kinds = frozenset({"RenameStmt", "AlterObjectSchemaStmt", "AlterEnumStmt"})
-    file_kinds = _UP_AND_DOWN
     squawk = ("renaming-table", "renaming-column", "renaming-object", "ban-set-schema")
     bad = (
         Example("ALTER TABLE customers RENAME COLUMN email TO email_address;"),
@@ -337,7 +328,6 @@ class AddingRequiredField(Rule):
     name = "adding-required-field"
     summary = "ADD COLUMN … NOT NULL without a default on an existing table"
     kinds = frozenset({"AlterTableStmt"})
-    file_kinds = _UP_AND_DOWN
     squawk = ("adding-required-field",)
     bad = (Example("ALTER TABLE customers ADD COLUMN tier text NOT NULL;"),)
     good = (
@@ -379,7 +369,6 @@ class BanDropObject(Rule):
     name = "ban-drop-object"
     summary = "DROP VIEW/FUNCTION/TYPE/SEQUENCE/DOMAIN/EXTENSION of an existing object"
     kinds = frozenset({"DropStmt"})
-    file_kinds = _UP_AND_DOWN
     squawk = (
         "ban-drop-view", "ban-drop-function", "ban-drop-type", "ban-drop-sequence", "ban-drop-domain",
         "ban-drop-extension",
@@ -424,7 +413,6 @@ class BreakingDefaultChange(Rule):
     severity = Severity.WARNING
     summary = "DROP DEFAULT / DROP EXPRESSION / identity change on an existing column"
     kinds = frozenset({"AlterTableStmt"})
-    file_kinds = _UP_AND_DOWN
     squawk = ("ban-drop-default", "ban-drop-generated-expression", "ban-alter-identity")
     bad = (
         Example("ALTER TABLE orders ALTER COLUMN created_at DROP DEFAULT;"),

@@ -21,7 +21,7 @@ from lockgate.hooks.rules._nodes import (
     is_key_name,
     typed_columns,
 )
-from lockgate.hooks.rules.base import Example, Hit, Rule, Severity
+from lockgate.hooks.rules.base import UP_ONLY, Example, Hit, Rule, Severity
 from lockgate.hooks.rules.context import Context
 from lockgate.hooks.sqlmodel import Node, Statement, qualified_names, walk_nodes
 
@@ -76,6 +76,7 @@ class PreferBigintForKeys(Rule):
     severity = Severity.WARNING
     summary = "int/smallint/serial key column; use bigint"
     kinds = _COLUMN_KINDS
+    file_kinds = UP_ONLY
     squawk = ("prefer-bigint-over-int", "prefer-bigint-over-smallint")
     bad = (
         Example("CREATE TABLE invoices (id int PRIMARY KEY, amount_cents bigint);"),
@@ -112,6 +113,7 @@ class PreferIdentity(Rule):
     severity = Severity.WARNING
     summary = "serial/bigserial column; use GENERATED … AS IDENTITY"
     kinds = _COLUMN_KINDS
+    file_kinds = UP_ONLY
     squawk = ("prefer-identity",)
     bad = (Example("CREATE TABLE invoices (id bigserial PRIMARY KEY);"),)
     good = (Example("CREATE TABLE invoices (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY);"),)
@@ -141,6 +143,7 @@ class PreferTimestamptz(Rule):
     severity = Severity.WARNING
     summary = "timestamp without time zone column; use timestamptz"
     kinds = _COLUMN_KINDS
+    file_kinds = UP_ONLY
     squawk = ("prefer-timestamp-tz",)
     bad = (Example("ALTER TABLE orders ADD COLUMN shipped_at timestamp;"),)
     good = (Example("ALTER TABLE orders ADD COLUMN shipped_at timestamptz;"),)
@@ -170,6 +173,7 @@ class PreferTextField(Rule):
     severity = Severity.WARNING
     summary = "varchar(n) column; use text with a CHECK on its length"
     kinds = _COLUMN_KINDS
+    file_kinds = UP_ONLY
     squawk = ("prefer-text-field",)
     bad = (Example("CREATE TABLE coupons (id bigint PRIMARY KEY, code varchar(32));"),)
     good = (
@@ -198,6 +202,7 @@ class BanCharField(Rule):
     severity = Severity.WARNING
     summary = "char(n)/character column; use text"
     kinds = _COLUMN_KINDS
+    file_kinds = UP_ONLY
     squawk = ("ban-char-field",)
     bad = (Example("CREATE TABLE countries (code char(2) PRIMARY KEY);"),)
     good = (Example("CREATE TABLE countries (code text PRIMARY KEY CHECK (length(code) = 2));"),)
@@ -260,7 +265,6 @@ class IdentifierTooLong(Rule):
     severity = Severity.WARNING
     summary = "identifier over 63 bytes, silently truncated"
     kinds = _DECLARING_KINDS
-    file_kinds = frozenset({"up", "down"})
     squawk = ("identifier-too-long",)
     bad = (Example("CREATE INDEX orders_by_customer_and_creation_time_for_the_monthly_report_dashboard_idx "
                    "ON orders (customer_id, created_at);"),)

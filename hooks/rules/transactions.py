@@ -42,7 +42,6 @@ class CommitInTransactionBlock(Rule):
     name = "commit-in-transaction-block"
     summary = "COMMIT/ROLLBACK in a DO block or CALLed procedure that runs in a transaction block"
     kinds = frozenset(_TERMINATORS | {"CallStmt"})
-    file_kinds = frozenset({"up", "down"})
     bad = (Example(
         "DO $$\nBEGIN\n    LOOP\n        UPDATE customers SET tier = 'bronze'\n"
         "        WHERE id IN (SELECT id FROM customers WHERE tier IS NULL LIMIT 1000);\n"
@@ -117,7 +116,6 @@ class NonTransactionalInTransaction(Rule):
         "CreateSubscriptionStmt", "CreatedbStmt", "DropdbStmt", "CreateTableSpaceStmt", "DropTableSpaceStmt",
         "AlterSystemStmt",
     })
-    file_kinds = frozenset({"up", "down"})
     squawk = ("ban-concurrent-index-creation-in-transaction",)
     bad = (Example("BEGIN;\nCREATE INDEX CONCURRENTLY orders_created_at_idx ON orders (created_at);\nCOMMIT;"),)
     good = (Example("-- lockgate:no-transaction\n"
@@ -153,7 +151,6 @@ class ExplicitTransactionControl(Rule):
     name = "explicit-transaction-control"
     summary = "BEGIN/COMMIT/ROLLBACK written in a migration"
     kinds = frozenset({"TransactionStmt"})
-    file_kinds = frozenset({"up", "down"})
     squawk = ("transaction-nesting", "ban-uncommitted-transaction")
     bad = (
         Example("BEGIN;\nALTER TABLE customers ADD COLUMN tier text;\nCOMMIT;"),
