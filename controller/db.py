@@ -80,6 +80,16 @@ def _describe(row: tuple[object, ...]) -> str:
     )
 
 
+# The blocker watcher samples a third of the lock timeout apart, but never more often than this:
+# `-- lockgate:timeout lock=5ms` must not turn it into a query every 2 ms on production.
+MIN_WATCH_S = 0.05
+
+
+def watch_interval(lock_timeout_s: float) -> float:
+    """How far apart the blocker watcher samples while a statement may wait `lock_timeout_s` (0: never)."""
+    return max(lock_timeout_s / 3, MIN_WATCH_S) if lock_timeout_s > 0 else 0.0
+
+
 @contextmanager
 def watch_blockers(watcher: psycopg.Connection, pid: int, *, every_s: float) -> Iterator[list[str]]:
     """While the block runs, sample which sessions block backend `pid` (pg_blocking_pids).

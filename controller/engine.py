@@ -391,9 +391,13 @@ class Engine:
                 with self._own_timeouts(), self.conn.transaction():
                     validate_and_record()
         except (StepFailed, _GatesFailed) as exc:
+            # A statement that failed committed nothing of its own step (a batch may have committed
+            # earlier batches): only steps counted before it, or a failed gate, leave work to undo.
             committed = not atomic and (
-                done > 0 or not isinstance(exc, StepFailed) or self._step_of(exc.stmt, up_steps) != "transaction"
+                done > 0 or not isinstance(exc, StepFailed) or self._step_of(exc.stmt, up_steps) == "batch"
             )
+            if isinstance(exc, StepFailed):
+                self._drop_own_invalid_index(version, exc.stmt, baseline)
             return self._failed(migration, baseline, started, exc, committed, commit)
         return self._outcome(
             migration, "applied", started, baseline=baseline, gates=gates,
@@ -515,6 +519,22 @@ class Engine:
                 raise
             self.ledger.event(version, "already took effect", {"line": stmt.line, "error": _message(exc.cause)})
 
+    def _drop_own_invalid_index(self, version: str, stmt: Statement, baseline: Baseline) -> None:
+        """Drop the INVALID index a failed `CREATE INDEX CONCURRENTLY` of this migration left behind.
+
+        Only one that was not there before the migration began is its own: an index of that name
+        that already existed (the build failed because it did) is left as it was.
+        """
+        leftover = self._invalid_index(stmt)
+        if leftover is None:
+            return
+        name = stmt.node.get("idxname")
+        if any(f"index {name}" in objects for objects in baseline.catalog.values() if isinstance(objects, dict)):
+            return
+        self.conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(leftover))
+        self.ledger.event(version, "dropped the invalid index its failed build left",
+                          {"index": leftover.as_string(self.conn), "line": stmt.line})
+
     def _invalid_index(self, stmt: Statement) -> sql.Identifier | None:
         name = stmt.node.get("idxname") if stmt.kind == "IndexStmt" else None
         if not name:
@@ -528,7 +548,7 @@ class Engine:
 
     def _execute(self, stmt: Statement) -> None:
         assert self._lock_conn is not None  # idle while the run lasts: it watches for blockers
-        every = self._timeouts.lock_s / 3
+        every = db.watch_interval(self._timeouts.lock_s)
         with db.watch_blockers(self._lock_conn, self.conn.info.backend_pid, every_s=every) as blockers:
             try:
                 self.conn.execute(stmt.text.encode())

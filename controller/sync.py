@@ -3,10 +3,14 @@
 The pass reads the branch (first-parent history and the migration set at its head), compares it
 with the ledger, and acts:
 
-1. Roll back, newest first, every applied migration whose files are gone from the head, with the
-   down text stored in the ledger; the revert commit that removed it gets the note. An applied
-   migration whose commit is no longer in the branch's history (a force-push rewrote it) is not
-   rolled back: the pass reports it and leaves it for a human.
+1. Roll back, newest first, every applied migration whose files are gone from the head and whose
+   rollback approval passes (the removing commit reverts the change that brought it, removed
+   exactly the applied files, is signed when required, and the stored down passes lint), with the
+   down text stored in the ledger; the revert commit that removed it gets the note. Any other
+   disappearance is refused on its commit and nothing of that commit is rolled back; so is a pass
+   that would roll back more than `max_rollbacks`. An applied migration whose commit is no longer
+   in the branch's history (a force-push rewrote it) is not rolled back: the pass reports it and
+   leaves it for a human.
 2. Apply the approved pending migrations in version order, each tied to the commit that brought
    it to the branch. The first failure, refusal or migration waiting on an earlier failure stops
    the applies. A failed migration is sticky: it runs again only when a commit changes its files

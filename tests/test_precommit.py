@@ -40,10 +40,11 @@ def test_this_repo_runs_the_hooks_it_publishes() -> None:
         "lockgate-check", "lockgate-lint", "lockgate-verify-rollback",
     ]
     for hook in local["hooks"]:
-        mirrored = ("entry", "files", "pass_filenames", "stages")
+        mirrored = ("entry", "files", "pass_filenames", "stages", "always_run")
         assert {k: hook[k] for k in mirrored} == {k: published[hook["id"]][k] for k in mirrored}
     assert published["lockgate-lint"]["pass_filenames"] is True
     assert published["lockgate-check"]["pass_filenames"] is False
+    assert published["lockgate-check"]["always_run"] is True  # deletions reach it
     assert published["lockgate-verify-rollback"]["stages"] == ["manual"]
 
 
@@ -173,3 +174,23 @@ def test_a_safe_migration_is_committed(repo: Repo) -> None:
     assert "migrations/20240201000000_add_nickname.down.sql" in committed
     repo.reset()  # nothing was left uncommitted: the commit took every file
     assert (repo.path / "migrations" / "20240201000000_add_nickname.up.sql").exists()
+
+
+def test_a_commit_that_only_deletes_a_validate_file_is_refused(repo: Repo) -> None:
+    validate = "20240101000000_create_customers_and_orders.validate.sql"
+    (repo.path / "migrations" / validate).unlink()
+    done = repo.commit("drop a gate")
+    assert done.returncode != 0
+    assert "lockgate check" in done.stdout and "Failed" in done.stdout
+    assert "LG902 20240101000000_create_customers_and_orders has no validate file" in done.stdout
+    assert repo.subjects() == ["the worked example"]
+
+
+def test_a_commit_outside_the_migrations_folder_skips_the_check_quickly(repo: Repo) -> None:
+    (repo.path / "README").write_text("docs only\n")
+    done = repo.commit("docs")
+    assert done.returncode == 0, done.stdout
+    assert repo.subjects() == ["docs", "the worked example"]
+    # `--if-changed` with nothing staged at all (as `pre-commit run --all-files` sees it) checks the set.
+    (repo.path / "migrations" / "20240101000000_create_customers_and_orders.validate.sql").unlink()
+    assert lockgate("check", "--if-changed", cwd=repo.path).returncode == 1

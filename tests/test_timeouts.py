@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from applyhelp import add, execute, fast_settings, scalar
 
-from lockgate.controller import plan
+from lockgate.controller import db, plan
 from lockgate.controller.cli import main
 from lockgate.controller.engine import Engine
 from lockgate.hooks import migrationset
@@ -259,3 +259,9 @@ def test_plan_shows_the_effective_timeouts_of_a_migration_that_overrides_them(
     assert quick.timeouts is not None and (quick.timeouts.lock_timeout_s, quick.timeouts.statement_timeout_s) == (
         0.5, 300.0,  # without settings: the defaults
     )
+
+
+def test_the_blocker_watcher_samples_a_third_of_the_lock_timeout_apart_but_never_faster_than_its_floor() -> None:
+    assert db.watch_interval(3.0) == 1.0
+    assert db.watch_interval(0.005) == db.MIN_WATCH_S == 0.05  # `lock=5ms` would otherwise poll every 2 ms
+    assert db.watch_interval(0) == 0.0  # no lock timeout: nothing to explain, no watcher

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
@@ -23,6 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="revision whose migrations count as applied (default: origin/<branch> if it exists, else <branch>)",
     )
     parser.add_argument("--format", choices=sorted(FORMATS), default="text", help="output format")
+    parser.add_argument(
+        "--if-changed", action="store_true",
+        help="do nothing when the staged changes touch nothing under the folder (deletions count); "
+        "for pre-commit's always_run hook. With nothing staged at all, check as usual",
+    )
 
 
 def _directory(args: argparse.Namespace) -> Path:
@@ -36,8 +42,21 @@ def _directory(args: argparse.Namespace) -> Path:
     return lint_settings(dir=args.dir).dir
 
 
+def _untouched(directory: Path) -> bool:
+    """Something is staged, and none of it (additions, edits, deletions) is under `directory`."""
+    done = subprocess.run(["git", "diff", "--cached", "--name-only", "-z", "--relative"],
+                          capture_output=True, text=True, check=False)
+    staged = [Path.cwd() / p for p in done.stdout.split("\0") if p]
+    if done.returncode != 0 or not staged:
+        return False
+    folder = directory.resolve()
+    return not any(p.resolve().is_relative_to(folder) for p in staged)
+
+
 def run(args: argparse.Namespace) -> int:
     directory = _directory(args)
+    if args.if_changed and _untouched(directory):
+        return 0
     result = check(
         directory,
         only=[f for f in args.files if f.suffix == ".sql"],
