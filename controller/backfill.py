@@ -53,6 +53,10 @@ class BackfillError(RuntimeError):
     """A batched statement could not run; the message names the statement and the key range."""
 
 
+class _Halted(Exception):
+    """Stopped while a batch waited for its rows' locks: the segment ends where its checkpoint is."""
+
+
 @dataclass(frozen=True, slots=True)
 class BatchResult:
     rows: int  # rows written by every run of this step so far
@@ -227,8 +231,11 @@ class _Run:
                         "%s: keys (%s, %s] try %d: %s", self.step.label, cp.lower, upper, attempt + 1,
                         str(exc).strip(),
                     )
-                    if attempt < self.step.settings.lock_retries:
-                        self.halt.wait(self.step.settings.retry_backoff * 2**attempt)
+                    # Stopping while the rows are locked is an interruption, never a failure:
+                    # retrying on and splitting down to a failed batch would make it a rollback.
+                    if self.stopping() or (attempt < self.step.settings.lock_retries
+                                           and self.halt.wait(self.step.settings.retry_backoff * 2**attempt)):
+                        raise _Halted from None
                 except psycopg.Error as exc:
                     raise BackfillError(
                         f"{self.step.label} failed on keys ({cp.lower}, {upper}]: {str(exc).strip()}"
@@ -251,7 +258,10 @@ class _Run:
             ):
                 return
             self.observers.before_batch()
-            cp, rows, used, seconds = self.one_batch(cp, size)
+            try:
+                cp, rows, used, seconds = self.one_batch(cp, size)
+            except _Halted:
+                return
             faultpoints.reached("batch")
             self.observers.batch_done(rows, used, seconds)
             size = next_size(used, seconds, start=self.step.batch.size, target_s=self.step.batch.target_s)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 
 from lockgate.hooks.errors import InputError, UsageError
 
-EXIT_OK, EXIT_BAD_INPUT = 0, 2
+EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "new": ("new", "write the up, down and validate files of a new migration"),
@@ -142,6 +143,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # the last line of defence: one line, never a traceback
+        if os.environ.get("LOCKGATE_DEBUG"):
+            raise
+        from lockgate.controller.redact import Redactor
+
+        first = (str(exc).strip().splitlines() or [""])[0]
+        detail = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+        print(f"lockgate {args.command}: unexpected error: {Redactor()(detail)} "
+              "(LOCKGATE_DEBUG=1 shows where)", file=sys.stderr)
+        return EXIT_FINDINGS
 
 
 if __name__ == "__main__":

@@ -63,7 +63,10 @@ class Settings(BaseSettings):
         3, ge=1, description="most migrations one pass may roll back; a pass that would roll back more rolls back none",
     )
     allowed_signers: Path | None = None
-    cache_dir: Path = Path(".lockgate-cache")
+    cache_dir: Path | None = Field(
+        None, description="the git cache; default $XDG_CACHE_HOME/lockgate/<repository key> (~/.cache when unset)",
+    )
+    cache_wait: float = Field(60.0, description="seconds to wait for another lockgate process to leave the cache")
     watch_interval: float = 60.0
     github_token: SecretStr | None = None
     github_repository: str | None = Field(None, description="owner/name for commit statuses")
@@ -75,7 +78,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "lock_timeout", "statement_timeout", "retry_backoff", "batch_lock_timeout",
-        "batch_statement_timeout", "max_replica_lag", "watch_interval", mode="before",
+        "batch_statement_timeout", "max_replica_lag", "watch_interval", "cache_wait", mode="before",
     )
     @classmethod
     def _duration(cls, value: Any) -> float:

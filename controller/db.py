@@ -29,6 +29,9 @@ def connect(dsn: str, *, application_name: str = "lockgate") -> psycopg.Connecti
     except psycopg.OperationalError as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "connection failed"
         raise UsageError(f"cannot connect to the database: {Redactor()(first_line)}") from None
+    except psycopg.ProgrammingError as exc:  # libpq could not read the DSN itself
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
+        raise UsageError(f"dsn: not a connection string libpq accepts: {Redactor()(first_line)}") from None
 
 
 # SQLSTATEs of a session the server ended: terminated by an administrator, crash or

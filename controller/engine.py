@@ -222,11 +222,16 @@ class Engine:
         self._close()
 
     def _close(self) -> None:
-        # Closing the lock's session releases the applier lock, even when the server already
-        # dropped the connection (an explicit unlock would raise then and hide the real error).
-        for conn in (self._conn, self._lock_conn):
-            if conn is not None:
-                conn.close()
+        if self._conn is not None:
+            self._conn.close()
+        if self._lock_conn is not None:
+            # Unlock first: the server ends a closed session (and frees its locks) only a moment
+            # after the client has gone, and a run started right after ours must not find the lock
+            # still held. A session the server already dropped has nothing to unlock; its error
+            # must not hide the real one.
+            with contextlib.suppress(psycopg.Error):
+                self._lock_conn.execute("SELECT pg_advisory_unlock_all()")
+            self._lock_conn.close()
 
     @property
     def conn(self) -> psycopg.Connection:

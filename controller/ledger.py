@@ -19,6 +19,7 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel
 
 from lockgate.controller import backfill
+from lockgate.controller.checkpoints import CHECKPOINTS
 
 Status = Literal["applying", "applied", "failed", "rolled_back", "dirty"]
 
@@ -273,7 +274,15 @@ class Ledger:
             ),
             values,
         )
+        self._clear_run_state(record["version"])
         self.event(record["version"], "started", {"name": record["name"]}, record.get("commit_sha"))
+
+    def _clear_run_state(self, version: str) -> None:
+        """Forget how far an earlier run of the version got: a fresh run (a re-land after a revert,
+        a retry) must backfill every row again, not find its last run's finished checkpoints."""
+        self.conn.execute(
+            sql.SQL("DELETE FROM {} WHERE version = %s").format(sql.Identifier(self.schema, CHECKPOINTS)), (version,)
+        )
 
     def step_done(self, version: str, steps_done: int) -> None:
         self.conn.execute(
@@ -320,13 +329,18 @@ class Ledger:
         self.event(version, status, {"error": error} if error else {}, commit)
 
     def set_status(self, version: str, status: Status, *, note: str, commit: str | None = None) -> None:
-        """A status change made by a human (`lockgate resolve`), kept in the history."""
+        """A status change made by a human (`lockgate resolve`), kept in the history.
+
+        It ends whatever run or rollback was under way: a later rollback starts from the first
+        down step, not from where a dirty one stopped.
+        """
         self.conn.execute(
-            sql.SQL("UPDATE {} SET status = %s, finished_at = clock_timestamp() WHERE version = %s").format(
-                self._table
-            ),
+            sql.SQL(
+                "UPDATE {} SET status = %s, finished_at = clock_timestamp(), undo_steps_done = NULL WHERE version = %s"
+            ).format(self._table),
             (status, version),
         )
+        self._clear_run_state(version)
         self.event(version, f"resolved as {status}", {"note": note}, commit)
 
     def event(self, version: str, event: str, detail: dict[str, Any], commit: str | None = None) -> None:

@@ -27,6 +27,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import git
 
+from lockgate.controller import cache
+from lockgate.controller.cache import CACHE_REPO
 from lockgate.controller.redact import Redactor, basic_auth
 from lockgate.controller.reverts import Change, CommitText
 from lockgate.hooks.errors import InputError, Problem
@@ -36,7 +38,6 @@ if TYPE_CHECKING:
     from lockgate.controller.config import Settings
 
 REMOTE = "origin"
-CACHE_REPO = "repo.git"
 HISTORY_FILE = "history.json"
 HISTORY_FORMAT = 1
 # A single token works as the password for GitHub, GitLab and Gitea alike; the user name is
@@ -248,6 +249,22 @@ def credential_env(
     return env
 
 
+def cache_directory(settings: Settings) -> Path:
+    """Where the clone of `settings.repo` is kept (see `cache.directory`)."""
+    assert settings.repo is not None, "only a remote repository has a cache"
+    return cache.directory(settings.repo, settings.branch, settings.cache_dir)
+
+
+@contextmanager
+def held_cache(settings: Settings) -> Iterator[None]:
+    """This process alone on the cache of `settings.repo` (nothing to hold for a local repository)."""
+    if settings.repo is None:
+        yield
+        return
+    with cache.hold(cache_directory(settings), wait_s=settings.cache_wait):
+        yield
+
+
 def ref_exists(repo: git.Repo, ref: str) -> bool:
     try:
         repo.git.rev_parse("--verify", "--quiet", ref)
@@ -334,13 +351,16 @@ class Source:
 
     @classmethod
     def from_settings(cls, settings: Settings, redact: Redactor | None = None) -> Source:
-        """The cache clone of `settings.repo`, or the repository around the working directory."""
+        """The cache clone of `settings.repo`, or the repository around the working directory.
+
+        The caller holds the cache (`cache.hold`) while it uses a cache clone.
+        """
         migrations_dir = PurePosixPath(settings.dir.as_posix())
         if settings.repo is None:
             return cls.local(Path.cwd(), branch=settings.branch, migrations_dir=migrations_dir, redact=redact)
         token = settings.git_token.get_secret_value() if settings.git_token else None
         return cls.cache(
-            settings.repo, settings.cache_dir, branch=settings.branch,
+            settings.repo, cache_directory(settings), branch=settings.branch,
             migrations_dir=migrations_dir, token=token, redact=redact,
         )
 

@@ -44,7 +44,15 @@ from lockgate.controller import approval, db, forges, kube, redact
 from lockgate.controller.config import Settings
 from lockgate.controller.engine import Engine, Outcome, failed_earlier, same_files
 from lockgate.controller.ledger import Ledger, LedgerEntry, LedgerRecord
-from lockgate.controller.source import REMOTE, BranchHistory, CommitMigrations, CommitRef, Source, ref_exists
+from lockgate.controller.source import (
+    REMOTE,
+    BranchHistory,
+    CommitMigrations,
+    CommitRef,
+    Source,
+    held_cache,
+    ref_exists,
+)
 from lockgate.controller.status import GateResult, MigrationRecord, Notes, StatusNote, summary_line
 from lockgate.hooks.errors import InputError
 from lockgate.hooks.immutability import first_difference
@@ -260,6 +268,11 @@ def edited_after_apply(record: LedgerRecord, migration: Migration) -> list[str]:
             reasons.append(
                 f"{file.path}:{line}:1: {migration.id} was edited after it was applied; "
                 "applied migrations are immutable: revert the edit and add a new migration"
+            )
+        elif getattr(record, f"{kind}_checksum") != file.checksum:
+            reasons.append(
+                f"{file.path}:1:1: the ledger's {kind} checksum of {migration.id} does not match the text it "
+                "applied, which is this file's: the ledger was changed outside lockgate; check it by hand"
             )
     return reasons
 
@@ -486,9 +499,16 @@ def run(
     """One reconcile pass. Raises InputError/UsageError for bad input (nothing applied), SourceError
     when git fails, ApplierBusy when another applier holds the lock.
 
-    `events` defaults to a recorder from the environment; a loop passes one it keeps.
+    `events` defaults to a recorder from the environment; a loop passes one it keeps. The pass
+    holds the git cache throughout (CacheBusy when another process keeps it too long).
     """
-    stop = stop or threading.Event()
+    with held_cache(settings):
+        return _run(settings, wait=wait, stop=stop or threading.Event(), say=say, events=events)
+
+
+def _run(
+    settings: Settings, *, wait: bool, stop: threading.Event, say: Say, events: kube.EventRecorder | None,
+) -> SyncResult:
     source, has_origin = open_source(settings)
     events = events or kube.recorder_from_environment(redact=source.redact)
     reporter = Reporter(settings, source, say, events, push=has_origin)

@@ -18,6 +18,7 @@ import threading
 import psycopg
 
 from lockgate.controller import kube, redact, sync
+from lockgate.controller.cache import CacheBusy
 from lockgate.controller.config import Settings
 from lockgate.controller.engine import Blocked
 from lockgate.controller.ledger import ApplierBusy
@@ -27,7 +28,7 @@ from lockgate.hooks.errors import InputError, UsageError
 log = logging.getLogger(__name__)
 
 # psycopg.OperationalError: the connection dropped mid-pass (a failover, a restart).
-_PASSING = (SourceError, ApplierBusy, Blocked, InputError, UsageError, psycopg.OperationalError)
+_PASSING = (SourceError, CacheBusy, ApplierBusy, Blocked, InputError, UsageError, psycopg.OperationalError)
 
 
 def _one_line(exc: Exception) -> str:

@@ -314,6 +314,12 @@ class _Parser:
 
 def parse_sql(path: Path, text: str) -> SqlFile:
     """Parse one file's text; bad SQL or a bad directive raises InputError at its line."""
+    nul = text.find("\0")
+    if nul >= 0:
+        # PostgreSQL cannot store or run it (and the parser would stop there): bad input, not a crash later.
+        line = text.count("\n", 0, nul) + 1
+        raise InputError.at(path, line, nul - (text.rfind("\n", 0, nul) + 1) + 1,
+                            "a NUL byte (U+0000): PostgreSQL cannot store or run text that holds one")
     return _Parser(path, text).parse()
 
 

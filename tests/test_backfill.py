@@ -457,3 +457,24 @@ def test_batches_run_without_jit_compilation(db: str, conn: psycopg.Connection) 
     conn.execute(sql.SQL("ALTER DATABASE {} SET jit = on").format(sql.Identifier(conn.info.dbname)))
     run(db, statement("UPDATE items SET label = current_setting('jit')", "size=500 workers=2"))
     assert conn.execute("SELECT label, count(*) FROM items GROUP BY label").fetchall() == [("off", 2000)]
+
+
+def test_a_stop_while_a_batch_waits_for_locked_rows_is_an_interruption_not_a_failure(
+    db: str, conn: psycopg.Connection
+) -> None:
+    make_items(conn, 1000)
+    patient = settings(batch_lock_timeout="50ms", lock_retries=20, retry_backoff=0.05)
+    stop = threading.Event()
+    with psycopg.connect(db) as locker:
+        locker.execute("SELECT 1 FROM items WHERE id = 250 FOR UPDATE")
+
+        def stop_when_blocked(done: BatchDone) -> None:
+            if done.number == 2:  # the next batch, (200, 300], waits on the locked row
+                threading.Timer(0.3, stop.set).start()
+
+        result = run(db, statement("UPDATE items SET touched = touched + 1", "size=100"),
+                     settings=patient, stop=stop, on_batch=stop_when_blocked)
+        locker.rollback()
+    assert not result.completed  # interrupted: no BackfillError, so no rollback follows
+    assert touched(conn) == {1: 200, 0: 800}
+    assert checkpoint(conn)[:2] == ("200", 200)  # the next run resumes after the last committed batch

@@ -13,8 +13,9 @@ import sys
 from typing import Any
 
 from lockgate.controller import config, redact
+from lockgate.controller.cache import CacheBusy
 from lockgate.controller.commands.common import add_dsn, add_format, add_repo
-from lockgate.controller.source import CommitRef, Source, SourceError
+from lockgate.controller.source import CommitRef, Source, SourceError, held_cache
 from lockgate.controller.status import Notes, StatusNote
 from lockgate.hooks.errors import UsageError
 
@@ -74,17 +75,18 @@ def run(args: argparse.Namespace) -> int:
     settings = config.load(repo=args.repo, branch=args.branch, dsn=args.dsn)
     redactor = redact.from_settings(settings)
     try:
-        source = Source.from_settings(settings, redactor)
-        notes = Notes(source, settings.notes_ref)
-        if settings.repo is not None:
-            try:
-                source.fetch()
-                notes.fetch()
-            except SourceError as exc:
-                print(f"lockgate status: showing the cached state: {exc}", file=sys.stderr)
-        commit = source.commit(args.rev or source.branch_ref)
-        note = notes.read(commit.sha)
-    except (SourceError, ValueError) as exc:
+        with held_cache(settings):
+            source = Source.from_settings(settings, redactor)
+            notes = Notes(source, settings.notes_ref)
+            if settings.repo is not None:
+                try:
+                    source.fetch()
+                    notes.fetch()
+                except SourceError as exc:
+                    print(f"lockgate status: showing the cached state: {exc}", file=sys.stderr)
+            commit = source.commit(args.rev or source.branch_ref)
+            note = notes.read(commit.sha)
+    except (SourceError, CacheBusy, ValueError) as exc:
         raise UsageError(str(exc)) from None
     ledger = None
     if settings.dsn is not None and note is not None:

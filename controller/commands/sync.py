@@ -16,6 +16,7 @@ import threading
 from contextlib import AbstractContextManager
 
 from lockgate.controller import config, sync
+from lockgate.controller.cache import CacheBusy
 from lockgate.controller.commands.apply import add_wait, engine_errors_exit, stop_on
 from lockgate.controller.commands.common import add_dir, add_dsn, add_repo
 from lockgate.controller.engine import Blocked
@@ -52,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         with stop_on_signals() as stop:
             result = sync.run(settings, wait=args.wait, stop=stop)
+    except CacheBusy as exc:
+        # The other process is doing this pass's work: stepping aside is success.
+        print(f"lockgate sync: skipped: {exc}", file=sys.stderr)
+        return 0
     except (ApplierBusy, Blocked) as exc:
         return engine_errors_exit(exc)
     except SourceError as exc:
