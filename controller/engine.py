@@ -28,7 +28,7 @@ from psycopg import errors, sql
 from psycopg.pq import TransactionStatus
 from pydantic import BaseModel
 
-from lockgate.controller import backfill, db, faultpoints, snapshot, validation
+from lockgate.controller import backfill, db, faultpoints, lifecycle, snapshot, validation
 from lockgate.controller.config import Settings
 from lockgate.controller.ledger import (
     Ledger,
@@ -37,6 +37,7 @@ from lockgate.controller.ledger import (
     acquire_applier_lock,
     wait_for_dead_runs,
 )
+from lockgate.controller.lifecycle import Move, State
 from lockgate.controller.snapshot import Baseline
 from lockgate.controller.steps import Step, is_atomic, split
 from lockgate.controller.validation import GateResult
@@ -144,15 +145,6 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def failed_earlier(entry: LedgerEntry) -> bool:
-    """Failed (or failed and rolled back): re-run only by `retry` or with changed files."""
-    return entry.status == "failed" or (entry.status == "rolled_back" and entry.error is not None)
-
-
-def same_files(entry: LedgerEntry, migration: Migration) -> bool:
-    return all(getattr(entry, f"{k}_checksum") == migration.files[k].checksum for k in KINDS)
-
-
 def pending_of(entries: dict[str, LedgerEntry], migrations: MigrationSet) -> list[Migration]:
     """Migrations without an `applied` ledger row, in version order.
 
@@ -163,20 +155,33 @@ def pending_of(entries: dict[str, LedgerEntry], migrations: MigrationSet) -> lis
     todo: list[Migration] = []
     for migration in migrations.migrations:
         entry = entries.get(migration.version)
-        if entry is None or entry.status != "applied":
+        state = lifecycle.state_of(entry, migration)
+        if state is State.APPLIED:
+            continue
+        if state is not State.EDITED:
             todo.append(migration)
             continue
-        for kind in KINDS:
-            recorded = getattr(entry, f"{kind}_checksum")
-            if recorded != migration.files[kind].checksum:
-                problems.append(Problem(
-                    migration.files[kind].path, 1, 1,
-                    f"edited after it was applied (ledger checksum {recorded[:12]}…); "
-                    "applied migrations are immutable: add a new migration instead",
-                ))
+        assert entry is not None
+        problems += _edited(entry, migration)
     if problems:
         raise InputError(problems)
     return todo
+
+
+def _edited(entry: LedgerEntry, migration: Migration) -> list[Problem]:
+    """A problem for each file of an applied migration that differs from what the ledger ran."""
+    problems: list[Problem] = []
+    for kind in KINDS:
+        recorded = getattr(entry, f"{kind}_checksum")
+        file = migration.files.get(kind)
+        if file is None or recorded != file.checksum:
+            path = file.path if file else migration.up.path.with_name(f"{migration.id}.{kind}.sql")
+            problems.append(Problem(
+                path, 1, 1,
+                f"edited after it was applied (ledger checksum {recorded[:12]}…); "
+                "applied migrations are immutable: add a new migration instead",
+            ))
+    return problems
 
 
 class Engine:
@@ -246,13 +251,9 @@ class Engine:
     def _refuse_if_dirty(self, entries: dict[str, LedgerEntry] | None = None) -> None:
         """Blocked while a migration is dirty; `entries`: the whole ledger when the caller has it read."""
         known = self.ledger.entries(status="dirty") if entries is None else entries
-        entry = next((e for e in known.values() if e.status == "dirty"), None)
+        entry = next((e for e in known.values() if lifecycle.state_of(e, None) is State.DIRTY), None)
         if entry is not None:
-            raise Blocked(
-                f"migration {entry.version}_{entry.name} is dirty ({entry.error or 'rollback incomplete'}); "
-                f"nothing more is applied until a human runs "
-                f"`lockgate resolve {entry.version} --as applied|rolled_back`"
-            )
+            raise Blocked(lifecycle.dirty_reason(entry))
 
     def pending(self, migrations: MigrationSet) -> list[Migration]:
         """Migrations not applied yet, in version order (see `pending_of`); Blocked when one is dirty."""
@@ -326,25 +327,31 @@ class Engine:
         up_steps = split(migration.up.sql, pg_version=self.pg_version)
         self._override = migration.up.sql.timeout
         entry = self.ledger.get(migration.version)
-        if retry and (entry is None or not failed_earlier(entry)):
-            state = "not in the ledger" if entry is None else f"{entry.status}"
+        state = lifecycle.state_of(entry, migration)
+        if retry and state is not State.FAILED:
             raise UsageError(f"{migration.version} has not failed ({state}); nothing to retry")
         if retry and entry is not None:
             # Kept so that sync can say on the commit how a failed migration came to be applied.
             self.ledger.event(migration.version, "retry", {"after": entry.status}, commit)
-        if entry is not None and entry.status == "applied":
+        move = lifecycle.next_move(state, retry=retry, atomic=is_atomic(up_steps))
+        if move is Move.SKIP:
             return self._outcome(migration, "applied", started, reason="already applied")
-        if entry is not None and not retry and failed_earlier(entry) and same_files(entry, migration):
+        if move is Move.WAIT:
+            assert entry is not None
             return self._outcome(
                 migration, "failed", started,
                 reason=f"failed earlier ({entry.error}); fix it in a new commit or run "
                 f"`lockgate retry {migration.version}`",
             )
-        if entry is not None and entry.status == "applying" and entry.undo_steps_done is not None:
+        if move is Move.REFUSE:
+            assert entry is not None
+            raise InputError(_edited(entry, migration))
+        if move is Move.FINISH_ROLLBACK:
+            assert entry is not None
             return self._resume_rollback(migration, entry, started, commit)
-        resume = entry is not None and entry.status == "applying" and not is_atomic(up_steps)
-        if resume:
-            assert entry is not None and entry.baseline is not None
+        if move is Move.RESUME:
+            assert entry is not None
+            assert entry.baseline is not None
             if entry.up_checksum != migration.up.checksum:
                 raise InputError.at(
                     migration.up.path, 1, 1,
@@ -685,7 +692,7 @@ class Engine:
         self._refuse_if_dirty()
         started = _now()
         entry = self.ledger.get(version)
-        if entry is None or entry.status != "applied":
+        if entry is None or lifecycle.state_of(entry, None) is not State.APPLIED:
             raise Blocked(f"{version} is not applied ({entry.status if entry else 'not in the ledger'}); "
                           "nothing to roll back")
         if _sha256(entry.down_sql) != entry.down_checksum:
@@ -713,7 +720,7 @@ class Engine:
     def resolve(self, version: str, status: Literal["applied", "rolled_back"], *, note: str = "") -> None:
         """Clear a dirty migration after a human looked at the database."""
         entry = self.ledger.get(version)
-        if entry is None or entry.status != "dirty":
+        if entry is None or lifecycle.state_of(entry, None) is not State.DIRTY:
             state = entry.status if entry else "not in the ledger"
             raise UsageError(f"{version} is not dirty ({state}); nothing to resolve")
         self.ledger.set_status(version, status, note=note or "resolved by hand")

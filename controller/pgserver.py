@@ -53,11 +53,20 @@ def free_port() -> int:
         return port
 
 
-class PostgresServer:
-    """initdb + pg_ctl start on 127.0.0.1 and a free port; `stop()` removes everything."""
+def server_major(bindir: Path) -> int:
+    """The major version of the server build in `bindir`, from `pg_ctl --version` ("pg_ctl (PostgreSQL) 18.6")."""
+    out = subprocess.run([str(bindir / "pg_ctl"), "--version"], capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[-1].split(".")[0])
 
-    def __init__(self, *, settings: dict[str, str] | None = None) -> None:
-        self.bindir = find_bindir()
+
+class PostgresServer:
+    """initdb + pg_ctl start on 127.0.0.1 and a free port; `stop()` removes everything.
+
+    `bindir` names the server build to run; by default the machine's own (`find_bindir`).
+    """
+
+    def __init__(self, *, settings: dict[str, str] | None = None, bindir: Path | None = None) -> None:
+        self.bindir = bindir or find_bindir()
         self.root = Path(tempfile.mkdtemp(prefix="lockgate-pg-"))
         self.datadir = self.root / "data"
         self.logfile = self.root / "server.log"

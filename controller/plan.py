@@ -16,10 +16,10 @@ from pglast import parser
 from psycopg import sql
 from pydantic import BaseModel
 
-from lockgate.controller import db
+from lockgate.controller import db, lifecycle
 from lockgate.controller.config import Settings
 from lockgate.controller.engine import effective_timeouts, pending_of
-from lockgate.controller.ledger import Ledger, LedgerEntry
+from lockgate.controller.ledger import Ledger
 from lockgate.controller.steps import Mode, is_atomic, split
 from lockgate.hooks import locks
 from lockgate.hooks.migrationset import Migration, MigrationSet
@@ -132,16 +132,6 @@ def _statement(stmt: Statement, catalog: _Catalog, pg_version: int) -> PlannedSt
                             workers=stmt.batch.workers if stmt.batch is not None else None)
 
 
-def _state(entry: LedgerEntry | None, version: str) -> str:
-    if entry is None:
-        return "pending"
-    if entry.status == "applying":
-        return "resumes an interrupted run"
-    if entry.status in ("failed", "rolled_back"):
-        return f"{entry.status} before: runs again only with changed files or `lockgate retry {version}`"
-    return entry.status
-
-
 def _timeouts(migration: Migration, settings: Settings) -> PlannedTimeouts | None:
     directive = migration.up.sql.timeout
     if directive is None:
@@ -168,7 +158,8 @@ def build(
         steps = split(migration.up.sql, pg_version=pg_version)
         planned.append(PlannedMigration(
             version=migration.version, name=migration.name, description=migration.description,
-            state=_state(entries.get(migration.version), migration.version), atomic=is_atomic(steps),
+            state=lifecycle.describe(lifecycle.state_of(entries.get(migration.version), migration), migration.version),
+            atomic=is_atomic(steps),
             steps=[
                 PlannedStep(number=step.number, mode=step.mode,
                             statements=[_statement(s, catalog, pg_version) for s in step.statements])

@@ -40,10 +40,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from lockgate.controller import approval, db, forges, kube, redact
+from lockgate.controller import approval, db, forges, kube, lifecycle, redact
 from lockgate.controller.config import Settings
-from lockgate.controller.engine import Engine, Outcome, failed_earlier, same_files
+from lockgate.controller.engine import Engine, Outcome
 from lockgate.controller.ledger import Ledger, LedgerEntry, LedgerRecord
+from lockgate.controller.lifecycle import Move, State
 from lockgate.controller.source import (
     REMOTE,
     BranchHistory,
@@ -124,7 +125,8 @@ def rollback_candidates(
     on_branch = {change.commit.sha for change in history.changes}
     candidates: list[tuple[LedgerEntry, CommitRef]] = []
     held: list[Held] = []
-    gone = [e for e in entries.values() if e.status == "applied" and e.version not in present]
+    gone = [e for e in entries.values()
+            if e.version not in present and lifecycle.state_of(e, None) is State.APPLIED]
     for entry in sorted(gone, key=lambda e: int(e.version), reverse=True):
         removed_by = history.removed_by.get(entry.version)
         if entry.commit_sha is not None and entry.commit_sha not in on_branch:
@@ -204,16 +206,11 @@ class Wait:
     error: str
 
 
-def complete(migration: Migration) -> bool:
-    """It has all three files (a commit made with `--no-verify` may lack one)."""
-    return all(kind in migration.files for kind in KINDS)
-
-
 def unapplied(entries: dict[str, LedgerEntry], migrations: MigrationSet) -> list[str]:
-    """Versions at the head without an `applied` ledger row, in version order."""
+    """Versions at the head a run would do something with, in version order."""
     return [
         m.version for m in migrations.migrations
-        if (entry := entries.get(m.version)) is None or entry.status != "applied"
+        if lifecycle.state_of(entries.get(m.version), m) not in (State.APPLIED, State.EDITED)
     ]
 
 
@@ -231,13 +228,15 @@ def plan_applies(
     actions: list[Apply | Refuse | Edited | Wait] = []
     for migration in migrations.migrations:
         entry = entries.get(migration.version)
-        if entry is not None and entry.status == "applied":
-            if complete(migration) and same_files(entry, migration):
-                continue
+        move = lifecycle.next_move(lifecycle.state_of(entry, migration))
+        if move is Move.SKIP:
+            continue
+        if move is Move.REFUSE:
             changed_by = history.commits_for(migration.version)
             actions.append(Edited(migration, changed_by[-1] if changed_by else None))
             return actions
-        if entry is not None and failed_earlier(entry) and complete(migration) and same_files(entry, migration):
+        if move is Move.WAIT:
+            assert entry is not None
             actions.append(Wait(migration.version, migration.name, entry.error or "failed"))
             return actions
         verdict = verdicts[migration.version]
@@ -551,14 +550,10 @@ class _Pass:
         entries = self.engine.ledger_entries()
         present = set(self.tree.migrations.by_version())
         self._catch_up(entries, present)
-        dirty = [e for e in entries.values() if e.status == "dirty"]
+        dirty = [e for e in entries.values() if lifecycle.state_of(e, None) is State.DIRTY]
         if dirty:
             for entry in dirty:
-                self.problem(
-                    f"blocked: {entry.version}_{entry.name} is dirty ({entry.error or 'rollback incomplete'}); "
-                    f"nothing is applied or rolled back until a human runs "
-                    f"`lockgate resolve {entry.version} --as applied|rolled_back`"
-                )
+                self.problem(f"blocked: {lifecycle.dirty_reason(entry)}")
             return self.result
         rollbacks = plan_rollbacks(
             entries, present, self.history, self._approve_rollbacks(entries, present),

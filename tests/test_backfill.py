@@ -27,6 +27,13 @@ ROWS = 20_000
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
+@pytest.fixture
+def db(major_db: str) -> str:
+    """Every test of this module runs on each server build: the core of apply, rollback and backfill."""
+    return major_db
+
+
+
 def statement(text: str, directive: str = "size=1000") -> Statement:
     return parse_sql(Path("t.up.sql"), f"-- lockgate:batch {directive}\n{text};\n").statements[0]
 

@@ -20,6 +20,13 @@ from lockgate.hooks.errors import InputError, UsageError
 from lockgate.hooks.sqlmodel import parse_sql
 
 
+@pytest.fixture
+def db(major_db: str) -> str:
+    """Every test of this module runs on each server build: the core of apply, rollback and backfill."""
+    return major_db
+
+
+
 def _steps(text: str, pg_version: int = 15) -> list[tuple[str, int]]:
     return [(s.mode, len(s.statements)) for s in split(parse_sql(Path("m.up.sql"), text), pg_version=pg_version)]
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import psycopg
+import pytest
 from applyhelp import add, execute, fast_settings, scalar
 from clirun import lockgate
 
-from lockgate.controller import config
+from lockgate.controller import config, plan
 from lockgate.controller.engine import Engine
 from lockgate.hooks import migrationset
+from lockgate.hooks.errors import UsageError
 from tests.gitrepos import Clone, Origin
 from tests.syncsetup import NOTE, V2, columns, ledger, merged, notes_seen_from_a_fresh_clone, run_sync
 
@@ -114,3 +116,22 @@ def test_a_tampered_ledger_checksum_is_refused_with_a_reason(
 
     assert code == 1
     assert any("the ledger's validate checksum of " in line and "changed outside lockgate" in line for line in lines)
+
+
+def test_plan_says_what_apply_then_does_after_a_rollback_by_revert(db: str, tmp_path: Path) -> None:
+    execute(db, "CREATE TABLE items (id bigint PRIMARY KEY)")
+    version = "20240201000000"
+    add(tmp_path, version, "add_note", up="ALTER TABLE items ADD COLUMN note text;\n",
+        down="ALTER TABLE items DROP COLUMN note;\n")
+    migrations = migrationset.load(tmp_path)
+    with Engine(fast_settings(), db) as engine:
+        assert engine.apply(migrations.migrations[0]).status == "applied"
+        assert engine.rollback(version).status == "rolled_back"  # what a revert does
+    with psycopg.connect(db, autocommit=True) as conn:
+        (planned,) = plan.build(conn, migrations, ledger_schema="lockgate")
+    assert planned.state == "rolled back by a revert, back at the head: runs again"
+
+    with Engine(fast_settings(), db) as engine:
+        with pytest.raises(UsageError, match="has not failed"):
+            engine.apply(migrations.migrations[0], retry=True)
+        assert engine.apply(migrations.migrations[0]).status == "applied"  # as the plan said

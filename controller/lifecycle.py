@@ -1,0 +1,113 @@
+"""A migration's state, and what a run does with it next, decided here and nowhere else (pure).
+
+The state is derived from the migration's ledger row and its files at the head:
+
+| state       | ledger row                                        | next move                      |
+|-------------|---------------------------------------------------|--------------------------------|
+| pending     | none                                              | run                            |
+| rolled back | `rolled_back` by a revert (no error)              | run (it is back: a re-land)    |
+| resumable   | `applying`, no rollback begun                     | resume (steps, batches)        |
+| undoing     | `applying` with a rollback begun                  | finish the rollback            |
+| failed      | `failed`, or `rolled_back` after a failure        | wait, until `retry` or new files |
+| applied     | `applied`, files as applied                       | nothing                        |
+| edited      | `applied`, files changed since                    | refuse: applied is immutable   |
+| dirty       | `dirty`                                           | block everything               |
+
+sync, the engine, `plan`, `apply`, `retry` and `resolve` all ask `state_of` and `next_move`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from lockgate.controller.ledger import LedgerEntry
+from lockgate.hooks.migrationset import KINDS, Migration
+
+
+class State(StrEnum):
+    PENDING = "pending"
+    ROLLED_BACK = "rolled back"
+    RESUMABLE = "resumable"
+    UNDOING = "undoing"
+    FAILED = "failed"
+    APPLIED = "applied"
+    EDITED = "edited"
+    DIRTY = "dirty"
+
+
+class Move(StrEnum):
+    RUN = "run"  # from the first step, with a fresh baseline
+    RESUME = "resume"  # from the first step the interrupted run did not commit
+    FINISH_ROLLBACK = "finish rollback"  # the down steps the interrupted rollback did not commit
+    WAIT = "wait"  # sticky failure: it and everything after it wait
+    SKIP = "skip"  # nothing to do
+    REFUSE = "refuse"  # applied files were edited: the fix is a new migration
+    BLOCK = "block"  # dirty: nothing runs until a human resolves it
+
+
+def complete(migration: Migration) -> bool:
+    """It has all three files (a commit made with `--no-verify` may lack one)."""
+    return all(kind in migration.files for kind in KINDS)
+
+
+def same_files(entry: LedgerEntry, migration: Migration) -> bool:
+    """The migration's files are the ones the ledger row ran."""
+    return complete(migration) and all(
+        getattr(entry, f"{k}_checksum") == migration.files[k].checksum for k in KINDS
+    )
+
+
+def state_of(entry: LedgerEntry | None, migration: Migration | None) -> State:
+    """The state of a migration from its ledger row and its files at the head (None when gone)."""
+    if entry is None:
+        return State.PENDING
+    if entry.status == "dirty":
+        return State.DIRTY
+    if entry.status == "applying":
+        return State.UNDOING if entry.undo_steps_done is not None else State.RESUMABLE
+    if entry.status == "applied":
+        return State.EDITED if migration is not None and not same_files(entry, migration) else State.APPLIED
+    if entry.status == "failed" or entry.error is not None:
+        # A failure is sticky for the files that failed; changed files are a fix to try.
+        return State.FAILED if migration is None or same_files(entry, migration) else State.PENDING
+    return State.ROLLED_BACK
+
+
+def next_move(state: State, *, retry: bool = False, atomic: bool = False) -> Move:
+    """What a run does with a migration in `state`; `retry` is `lockgate retry` asking for a failed one.
+
+    An interrupted atomic migration committed nothing, so it runs again from the start.
+    """
+    if state is State.RESUMABLE:
+        return Move.RUN if atomic else Move.RESUME
+    return {
+        State.PENDING: Move.RUN,
+        State.ROLLED_BACK: Move.RUN,
+        State.UNDOING: Move.FINISH_ROLLBACK,
+        State.FAILED: Move.RUN if retry else Move.WAIT,
+        State.APPLIED: Move.SKIP,
+        State.EDITED: Move.REFUSE,
+        State.DIRTY: Move.BLOCK,
+    }[state]
+
+
+def describe(state: State, version: str) -> str:
+    """The state in a plan's words: what `apply`/`sync` will do with it."""
+    return {
+        State.PENDING: "pending",
+        State.ROLLED_BACK: "rolled back by a revert, back at the head: runs again",
+        State.RESUMABLE: "resumes an interrupted run",
+        State.UNDOING: "finishes an interrupted rollback",
+        State.FAILED: f"failed before: runs again only with changed files or `lockgate retry {version}`",
+        State.APPLIED: "applied",
+        State.EDITED: "edited after it was applied: refused",
+        State.DIRTY: f"dirty: nothing runs until `lockgate resolve {version} --as applied|rolled_back`",
+    }[state]
+
+
+def dirty_reason(entry: LedgerEntry) -> str:
+    """The one message for a dirty migration, wherever it blocks."""
+    return (
+        f"{entry.version}_{entry.name} is dirty ({entry.error or 'rollback incomplete'}); nothing is applied or "
+        f"rolled back until a human runs `lockgate resolve {entry.version} --as applied|rolled_back`"
+    )
