@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lockgate.hooks import lockmatrix
 from lockgate.hooks.docs import main, render, rule_infos
 from lockgate.hooks.lint import all_rules
 from lockgate.hooks.rules.squawk_map import NOT_COVERED
@@ -55,3 +56,14 @@ def test_module_runs_as_a_script(tmp_path: Path) -> None:
         capture_output=True, text=True, check=False,
     )
     assert stale.returncode == 0 and output.read_text(encoding="utf-8").startswith("# Lint rules\n")
+
+
+def test_committed_lock_matrix_is_up_to_date_and_shows_where_majors_differ() -> None:
+    text = (ROOT / "docs" / "locks.md").read_text(encoding="utf-8")
+    assert text == lockmatrix.render(), (
+        "docs/locks.md is stale: run `python -m lockgate.hooks.lockmatrix` and commit the result"
+    )
+    # A volatile-free DEFAULT stopped rewriting the table in 11; SET EXPRESSION arrived in 17.
+    assert "| `ALTER TABLE c ADD COLUMN z int DEFAULT 5` | 10 | ACCESS EXCLUSIVE on c, rewrite |\n" in text
+    assert "|  | 11–18 | ACCESS EXCLUSIVE on c |\n" in text
+    assert "|  | 17–18 | ACCESS EXCLUSIVE on c, rewrite |\n" in text
