@@ -58,6 +58,15 @@ _UPGRADES: tuple[str, ...] = (
     """,
     # NULL: no rollback under way; n: a rollback started and n steps of the down committed.
     "ALTER TABLE {schema}.migrations ADD COLUMN IF NOT EXISTS undo_steps_done integer;",
+    # What the last sync pass that left everything in sync saw (see lockgate.controller.fastpath).
+    """
+    CREATE TABLE IF NOT EXISTS {schema}.sync_state (
+        singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+        fingerprint text NOT NULL,
+        head        text NOT NULL,
+        recorded_at timestamptz NOT NULL DEFAULT now()
+    );
+    """,
 )
 
 

@@ -6,9 +6,8 @@ is tied to the merge commit, and a revert is tied to the revert commit, whatever
 branch's own commits look like. The whole walk is one `git log` call, so a repository with
 thousands of migrations is read in a fraction of a second.
 
-Credentials for https remotes live only in the environment of the git processes lockgate runs (a
-URL-scoped `http.extraHeader` passed through `GIT_CONFIG_*`); the cache's `.git/config` holds the
-URL without them.
+Credentials for https remotes live only in the environment of the git processes lockgate runs
+(see `gitauth`); the cache's `.git/config` holds the URL without them.
 """
 
 from __future__ import annotations
@@ -23,13 +22,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import git
 
-from lockgate.controller import cache
+from lockgate.controller import cache, gitauth
 from lockgate.controller.cache import CACHE_REPO
-from lockgate.controller.redact import Redactor, basic_auth
+from lockgate.controller.redact import Redactor
 from lockgate.controller.reverts import Change, CommitText
 from lockgate.hooks.errors import InputError, Problem
 from lockgate.hooks.migrationset import FILE_NAME, LINKED_FILE, NOT_A_FOLDER, SUM_FILE, MigrationSet, from_files
@@ -40,9 +38,6 @@ if TYPE_CHECKING:
 REMOTE = "origin"
 HISTORY_FILE = "history.json"
 HISTORY_FORMAT = 1
-# A single token works as the password for GitHub, GitLab and Gitea alike; the user name is
-# ignored by them, but must not be empty.
-TOKEN_USER = "x-access-token"
 DEFAULT_DIR = PurePosixPath("migrations")
 
 _RECORD, _FIELD = "\x1e", "\x1f"
@@ -219,36 +214,6 @@ def history_from_json(text: str, migrations_dir: PurePosixPath) -> BranchHistory
     return history
 
 
-def _strip_userinfo(url: str) -> tuple[str, str | None, str | None]:
-    """(url without credentials, user, password) for http(s) URLs; other URLs pass through."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or "@" not in parts.netloc:
-        return url, None, None
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=host)), parts.username, parts.password
-
-
-def credential_env(
-    url: str, token: str | None, *, user: str = TOKEN_USER, base: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """Environment for git processes that talk to `url`: never prompt, and send the token.
-
-    The header is scoped to the remote's scheme and host, so a redirect elsewhere never gets it.
-    """
-    env = {"GIT_TERMINAL_PROMPT": "0"}
-    parts = urlsplit(url)
-    if token is None or parts.scheme not in ("http", "https"):
-        return env
-    base = os.environ if base is None else base
-    index = int(base.get("GIT_CONFIG_COUNT", "0"))
-    env |= {
-        "GIT_CONFIG_COUNT": str(index + 1),
-        f"GIT_CONFIG_KEY_{index}": f"http.{parts.scheme}://{parts.netloc}/.extraHeader",
-        f"GIT_CONFIG_VALUE_{index}": f"Authorization: Basic {basic_auth(user, token)}",
-    }
-    return env
-
-
 def cache_directory(settings: Settings) -> Path:
     """Where the clone of `settings.repo` is kept (see `cache.directory`)."""
     assert settings.repo is not None, "only a remote repository has a cache"
@@ -310,22 +275,17 @@ class Source:
         token: str | None = None,
         redact: Redactor | None = None,
     ) -> Source:
-        clean_url, url_user, url_password = _strip_userinfo(url)
-        # `https://user:password@host` keeps its user; `https://token@host` is a bare token.
-        user = url_user if url_user and url_password and not token else TOKEN_USER
-        token = token or url_password or url_user
-        if "://" not in clean_url and ":" not in clean_url.split("/")[0]:
-            clean_url = str(Path(clean_url).resolve())  # a local path, relative to where we run
-        redact = (redact or Redactor()).with_secrets(token, basic_auth(user, token) if token else None)
+        remote = gitauth.remote(url, token)
+        redact = (redact or Redactor()).with_secrets(*remote.secrets)
         path = cache_dir / CACHE_REPO
         repo = git.Repo(path) if (path / "HEAD").exists() else git.Repo.init(path, bare=True, mkdir=True)
         with repo.config_writer() as config:
-            config.set_value(f'remote "{REMOTE}"', "url", clean_url)
+            config.set_value(f'remote "{REMOTE}"', "url", remote.url)
         return cls(
             repo,
             f"refs/remotes/{REMOTE}/{branch}",
             migrations_dir,
-            env=credential_env(clean_url, token, user=user),
+            env=remote.env,
             redact=redact,
             branch=branch,
             history_file=cache_dir / HISTORY_FILE,

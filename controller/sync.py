@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from lockgate.controller import approval, db, forges, kube, lifecycle, redact
+from lockgate.controller import approval, db, fastpath, forges, kube, lifecycle, redact
 from lockgate.controller.config import Settings
 from lockgate.controller.engine import Engine, Outcome
 from lockgate.controller.ledger import Ledger, LedgerEntry, LedgerRecord
@@ -525,6 +525,8 @@ def _run(
     if not result.records and result.ok:
         count = len(tree.migrations.migrations)
         say(f"in sync: {count} migration{'' if count == 1 else 's'} at {history.head.short}, nothing to do")
+    with db.connect(db.target_dsn(settings), application_name="lockgate sync") as conn:
+        fastpath.record(conn, settings, head=history.head.sha, in_sync=result.ok and not reporter.unpushed)
     return result
 
 

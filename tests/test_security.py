@@ -29,8 +29,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from lockgate.controller import cli, config, kube, sync
+from lockgate.controller.gitauth import TOKEN_USER
 from lockgate.controller.redact import basic_auth
-from lockgate.controller.source import TOKEN_USER
 from tests.clirun import lockgate
 from tests.gitrepos import Clone, Origin
 from tests.loopbackhttp import serving_posts, serving_repository

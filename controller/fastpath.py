@@ -1,0 +1,118 @@
+"""The no-op sync's short cut: skip the fetch when nothing changed since a pass left all in sync.
+
+A pass that ends with everything in sync records, in the ledger, a fingerprint of what it saw:
+the branch head and the notes ref on the origin, the settings that decide what a pass does, the
+lockgate version, and the ledger's last event. The next pass asks the origin for the two refs
+(`git ls-remote`) and the ledger for its fingerprint and last event (one query); when all match,
+the pass has nothing to do and ends there, without a fetch, a history walk or the applier lock.
+
+Anything that could change the outcome changes the fingerprint, so it takes the full path: a new
+commit, a new note (a refusal, a push from elsewhere), `lockgate retry`/`resolve` and every other
+ledger write (each writes an event), a changed setting or allowed-signers file, a new lockgate
+version. A pass that does not end in sync removes the fingerprint. Any error on the short cut
+(an origin that does not answer, no ledger yet) also just takes the full path, which reports it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from importlib.metadata import version
+
+import psycopg
+from psycopg import sql
+
+from lockgate.controller import gitauth
+from lockgate.controller.config import Settings
+
+# What a pass does does not depend on these: where it caches, how long it waits, how it is told.
+_NOT_DECISIVE = {"dsn", "cache_dir", "cache_wait", "watch_interval", "git_token", "github_token", "gitlab_token"}
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """The origin's branch head and notes ref (None when absent), as `git ls-remote` tells."""
+
+    head: str | None
+    notes: str | None
+
+
+def settings_key(settings: Settings) -> str:
+    """The settings a pass's decisions depend on, as text (secrets and paths to caches left out)."""
+    decisive = settings.model_dump(mode="json", exclude=_NOT_DECISIVE)
+    if settings.allowed_signers is not None and settings.allowed_signers.is_file():
+        decisive["allowed_signers_sha256"] = hashlib.sha256(settings.allowed_signers.read_bytes()).hexdigest()
+    return json.dumps(decisive, sort_keys=True)
+
+
+def fingerprint(seen: Seen, settings: Settings, last_event: int | None, lockgate: str | None = None) -> str:
+    """What a pass saw, as one hash; `lockgate` is the running version unless given."""
+    parts = [seen.head, seen.notes, settings_key(settings), lockgate or version("lockgate"), last_event]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def look(settings: Settings) -> Seen | None:
+    """The origin's head and notes ref, or None when it cannot tell (the full path will say why)."""
+    assert settings.repo is not None
+    token = settings.git_token.get_secret_value() if settings.git_token else None
+    remote = gitauth.remote(settings.repo, token)
+    branch = f"refs/heads/{settings.branch}"
+    try:
+        done = subprocess.run(
+            ["git", "ls-remote", "--", remote.url, branch, settings.notes_ref],
+            env={**os.environ, **remote.env}, capture_output=True, text=True, timeout=60, check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    refs = {ref: sha for sha, _, ref in (line.partition("\t") for line in done.stdout.splitlines())}
+    return Seen(refs.get(branch), refs.get(settings.notes_ref))
+
+
+def _names(settings: Settings) -> dict[str, sql.Composable]:
+    return {name: sql.Identifier(settings.ledger_schema, name) for name in ("sync_state", "events")}
+
+
+def _last_event(conn: psycopg.Connection, settings: Settings) -> int | None:
+    row = conn.execute(sql.SQL("SELECT max(id) FROM {events}").format(**_names(settings))).fetchone()
+    return row[0] if row else None
+
+
+def unchanged(settings: Settings, dsn: str) -> str | None:
+    """The head the last in-sync pass saw when nothing changed since, else None (take the full path)."""
+    if settings.repo is None:
+        return None
+    seen = look(settings)
+    if seen is None or seen.head is None:
+        return None
+    try:
+        with psycopg.connect(dsn, autocommit=True, application_name="lockgate sync (no-op check)") as conn:
+            row = conn.execute(sql.SQL(
+                "SELECT s.fingerprint, (SELECT max(id) FROM {events}) FROM {sync_state} AS s"
+            ).format(**_names(settings))).fetchone()
+    except psycopg.Error:
+        return None
+    if row is None or row[0] != fingerprint(seen, settings, row[1]):
+        return None
+    return seen.head
+
+
+def record(conn: psycopg.Connection, settings: Settings, *, head: str, in_sync: bool) -> None:
+    """After a full pass over `head`: the fingerprint of what it leaves when everything is in sync,
+    else none. A branch that moved on meanwhile is not in sync yet: its new commits were not seen."""
+    names = _names(settings)
+    seen = look(settings) if in_sync and settings.repo is not None else None
+    if seen is None or seen.head != head:
+        conn.execute(sql.SQL("DELETE FROM {sync_state}").format(**names))
+        return
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {sync_state} (fingerprint, head) VALUES (%s, %s) ON CONFLICT (singleton) "
+            "DO UPDATE SET fingerprint = EXCLUDED.fingerprint, head = EXCLUDED.head, recorded_at = now()"
+        ).format(**names),
+        (fingerprint(seen, settings, _last_event(conn, settings)), seen.head),
+    )

@@ -1,0 +1,109 @@
+"""The no-op sync's short cut: taken only when nothing changed since a pass left all in sync, and
+never when anything that could change the outcome did."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import psycopg
+import pytest
+from clirun import lockgate
+
+from lockgate.controller import config, fastpath
+from tests.gitrepos import Clone, Origin
+from tests.syncsetup import NOTE, V2, merged
+
+SHORT = "nothing changed since the last pass"
+
+
+@pytest.fixture
+def env(origin: Origin, db: str, tmp_path: Path) -> dict[str, str]:
+    return {"LOCKGATE_REPO": origin.url, "LOCKGATE_DSN": db, "LOCKGATE_CACHE_DIR": str(tmp_path / "cache")}
+
+
+def _sync(tmp_path: Path, env: dict[str, str], **extra: str) -> tuple[int, str]:
+    done = lockgate("sync", cwd=tmp_path, env={**env, **extra})
+    assert "Traceback" not in done.stderr
+    return done.returncode, done.stdout
+
+
+def test_a_second_pass_with_nothing_new_skips_the_fetch(
+    origin: Origin, dev: Clone, env: dict[str, str], tmp_path: Path
+) -> None:
+    assert _sync(tmp_path, env)[0] == 0
+    shutil.rmtree(tmp_path / "cache")  # a new pod: an empty emptyDir
+
+    code, out = _sync(tmp_path, env)
+
+    assert code == 0 and out.startswith(f"in sync at {dev.head[:12]}: {SHORT}")
+    assert not (tmp_path / "cache").exists()  # nothing was fetched
+
+
+def test_a_new_commit_takes_the_full_path(origin: Origin, dev: Clone, env: dict[str, str], tmp_path: Path,
+                                          conn: psycopg.Connection) -> None:
+    assert _sync(tmp_path, env)[0] == 0
+    merged(dev, "note", V2, "add_note", NOTE)
+
+    code, out = _sync(tmp_path, env)
+
+    assert code == 0 and SHORT not in out and f"{V2}_add_note applied" in out
+    assert _sync(tmp_path, env)[1].startswith(f"in sync at {dev.head[:12]}: {SHORT}")
+
+
+def test_a_ledger_write_since_takes_the_full_path(
+    origin: Origin, dev: Clone, env: dict[str, str], tmp_path: Path, conn: psycopg.Connection
+) -> None:
+    assert _sync(tmp_path, env)[0] == 0
+    # What `lockgate retry` and `lockgate resolve` write before anything else: an event.
+    conn.execute("INSERT INTO lockgate.events (version, event) VALUES ('20240101000000', 'resolved as applied')")
+
+    code, out = _sync(tmp_path, env)
+
+    assert code == 0 and SHORT not in out and out.startswith("in sync: 1 migration at")
+
+
+def test_a_changed_setting_takes_the_full_path(origin: Origin, dev: Clone, env: dict[str, str],
+                                               tmp_path: Path) -> None:
+    assert _sync(tmp_path, env)[0] == 0
+
+    assert SHORT not in _sync(tmp_path, env, LOCKGATE_MAX_ROLLBACKS="7")[1]
+    assert SHORT in _sync(tmp_path, env, LOCKGATE_MAX_ROLLBACKS="7")[1]
+    # Where the cache lives or how long to wait for it decides nothing.
+    assert SHORT in _sync(tmp_path, env, LOCKGATE_MAX_ROLLBACKS="7", LOCKGATE_CACHE_WAIT="5s")[1]
+
+
+def test_a_new_note_on_the_origin_takes_the_full_path(origin: Origin, dev: Clone, env: dict[str, str],
+                                                      tmp_path: Path) -> None:
+    assert _sync(tmp_path, env)[0] == 0
+    dev.git("fetch", "--quiet", "origin", "refs/notes/*:refs/notes/*")
+    dev.git("notes", "--ref=lockgate", "append", "-m", "a reviewer's remark", "HEAD")
+    dev.git("push", "--quiet", "origin", "refs/notes/lockgate")
+
+    assert SHORT not in _sync(tmp_path, env)[1]
+
+
+def test_a_new_lockgate_version_or_any_part_changes_the_fingerprint(db: str, tmp_path: Path) -> None:
+    settings = config.load(repo=str(tmp_path), dsn=db)
+    seen = fastpath.Seen(head="a" * 40, notes="b" * 40)
+    base = fastpath.fingerprint(seen, settings, 7, "0.1.0")
+    assert base == fastpath.fingerprint(seen, settings, 7, "0.1.0")
+    assert base != fastpath.fingerprint(seen, settings, 7, "0.2.0")
+    assert base != fastpath.fingerprint(seen, settings, 8, "0.1.0")
+    assert base != fastpath.fingerprint(fastpath.Seen("c" * 40, "b" * 40), settings, 7, "0.1.0")
+    assert base != fastpath.fingerprint(fastpath.Seen("a" * 40, None), settings, 7, "0.1.0")
+    assert base != fastpath.fingerprint(seen, config.load(repo=str(tmp_path), dsn=db, require_signed=False,
+                                                          branch="release"), 7, "0.1.0")
+
+
+def test_a_pass_that_does_not_end_in_sync_leaves_no_short_cut(
+    origin: Origin, dev: Clone, env: dict[str, str], tmp_path: Path, conn: psycopg.Connection
+) -> None:
+    assert _sync(tmp_path, env)[0] == 0
+    merged(dev, "bad", V2, "bad_gate", {**NOTE, "validate": "SELECT false AS never;\n"})
+    assert _sync(tmp_path, env)[0] == 1
+
+    code, out = _sync(tmp_path, env)
+
+    assert code == 1 and SHORT not in out
+    assert conn.execute("SELECT count(*) FROM lockgate.sync_state").fetchone() == (0,)
