@@ -68,6 +68,7 @@ def test_a_holder_killed_with_sigkill_and_its_git_lock_files_do_not_wedge_the_ne
         f"with cache.hold(Path({str(shared)!r}), wait_s=5):\n"
         "    print('held', flush=True); time.sleep(600)\n")], stdout=subprocess.PIPE, text=True)
     assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    merged(dev, "note", V2, "add_note", NOTE)  # work to do: the no-op fast path does not apply
     # While it lives, another sync waits for it, then steps aside with one line and exit 0.
     busy = lockgate("sync", cwd=tmp_path, env=_env(origin, db, LOCKGATE_CACHE_DIR=str(shared),
                                                   LOCKGATE_CACHE_WAIT="300ms"))
@@ -78,7 +79,6 @@ def test_a_holder_killed_with_sigkill_and_its_git_lock_files_do_not_wedge_the_ne
     (shared / "repo.git" / "refs" / "remotes" / "origin" / "main.lock").write_text("")
     holder.send_signal(signal.SIGKILL)
     holder.wait()
-    merged(dev, "note", V2, "add_note", NOTE)
 
     done = lockgate("sync", cwd=tmp_path, env=_env(origin, db, LOCKGATE_CACHE_DIR=str(shared)))
 
