@@ -27,6 +27,8 @@ from lockgate.hooks.errors import InputError, UsageError
 from lockgate.hooks.lint import lint_sql
 from lockgate.hooks.migrationset import FILE_NAME, KINDS, Migration, MigrationSet, parse_all
 from lockgate.hooks.rules.base import Severity
+from lockgate.hooks.schemamodel import SchemaView, SetHistory
+from lockgate.hooks.setschema import set_history
 from lockgate.hooks.sqlmodel import parse_sql
 from lockgate.hooks.sumfile import verify
 
@@ -62,25 +64,34 @@ def parse_check(migration_set: MigrationSet, migration: Migration) -> list[str]:
     return []
 
 
-def hook_checks(pg_version: int) -> Checker:
+def hook_checks(pg_version: int, pending: Iterable[str] = ()) -> Checker:
     """The pre-commit hooks' checks, run server-side on one migration: it parses, has a down and
-    a validate file with SQL in them, the down covers the up, and no lint rule finds an error."""
+    a validate file with SQL in them, the down covers the up, and no lint rule finds an error.
+
+    The rules see the schema the set's earlier migrations made, as the hook does; `pending` are
+    the versions not applied yet (the hook's pending part is what the base branch lacks)."""
+    waiting = frozenset(pending)
+    histories: dict[int, SetHistory] = {}
 
     def check(migration_set: MigrationSet, migration: Migration) -> list[str]:
         reasons = parse_check(migration_set, migration)
         if reasons:
             return reasons
+        history = histories.setdefault(id(migration_set), set_history(migration_set, waiting))
+        schema = SchemaView(history, migration.version)
         findings = pair_findings(migration)
         if not findings:
-            findings += check_coverage(migration.up.sql, migration.down.sql)
+            findings += check_coverage(migration.up.sql, migration.down.sql, schema=schema)
         # A migration without an up is an orphan: there is nothing to lint the others against.
         if "up" in migration.files:
-            up_findings, context = lint_sql(migration.up.sql, pg_version=pg_version)
+            up_findings, context = lint_sql(migration.up.sql, pg_version=pg_version, schema=schema)
             findings += up_findings
             if "down" in migration.files:
-                findings += lint_sql(migration.down.sql, pg_version=pg_version, kind="down", inherited=context)[0]
+                findings += lint_sql(migration.down.sql, pg_version=pg_version, kind="down", inherited=context,
+                                     schema=schema)[0]
             if "validate" in migration.files:
-                findings += lint_sql(migration.validate.sql, pg_version=pg_version, kind="validate")[0]
+                findings += lint_sql(migration.validate.sql, pg_version=pg_version, kind="validate",
+                                     schema=schema)[0]
         return [str(f) for f in findings if f.severity is Severity.ERROR]
 
     return check

@@ -614,7 +614,7 @@ class _Pass:
         migrations = self.tree.migrations
         todo = unapplied(entries, migrations)
         verdicts = approval.approve(
-            self.history, self.tree, versions=todo, checker=approval.hook_checks(self._lint_version()),
+            self.history, self.tree, versions=todo, checker=approval.hook_checks(self._lint_version(), pending=todo),
             signatures=self.signatures,
         ) if todo else {}
         actions = plan_applies(entries, migrations, verdicts, self.history)

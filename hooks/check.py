@@ -18,6 +18,7 @@ from lockgate.hooks.coverage import COVERAGE, IRREVERSIBLE, check_coverage
 from lockgate.hooks.immutability import APPLIED_EDITED, check_immutability
 from lockgate.hooks.migrationset import Migration, MigrationSet
 from lockgate.hooks.rules.base import Finding, Severity
+from lockgate.hooks.setschema import view_for
 
 REQUIRE_DOWN = ("LG901", "require-down")
 REQUIRE_VALIDATE = ("LG902", "require-validate")
@@ -127,7 +128,7 @@ def check(directory: Path, *, only: Iterable[Path] = (), base: str | None, branc
         pairs = pair_findings(migration)
         findings.extend(pairs)
         if not pairs:
-            findings.extend(check_coverage(migration.up.sql, migration.down.sql))
+            findings.extend(check_coverage(migration.up.sql, migration.down.sql, schema=view_for(migration.up.path)))
     findings.extend(sum_findings(migration_set))
     immutability = check_immutability(directory, base=base, branch=branch)
     findings.extend(immutability.findings)

@@ -21,16 +21,19 @@ proves the round trip on a real database.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
 from lockgate.hooks.rules.base import Finding, Severity
 from lockgate.hooks.rules.context import name_key, relation_key
+from lockgate.hooks.schemamodel import SchemaModel, SchemaView
 from lockgate.hooks.sqlmodel import Node, SqlFile, Statement, qualified_names, walk_nodes
 
 COVERAGE = ("LG903", "rollback-coverage")
+# id() of a Constraint or IndexStmt node -> the name PostgreSQL gives it (SchemaModel.apply).
+Implicit = Mapping[int, str]
 IRREVERSIBLE = ("LG906", "irreversible-change")
 
 
@@ -219,13 +222,15 @@ def _alter_sequence(node: Node) -> list[Effect]:
     return [Effect(Action.ALTER, Obj("sequence", name), _schema_of(name))]
 
 
-def _create_index(node: Node) -> list[Effect]:
+def _create_index(node: Node, implicit: Implicit) -> list[Effect]:
     relation = node.get("relation", {})
     table = relation_key(relation)
     names = {p["IndexElem"]["name"] for p in node.get("indexParams", []) if p.get("IndexElem", {}).get("name")}
     names |= _column_refs(node.get("indexParams", []))
     index = relation_key({"schemaname": relation.get("schemaname"), "relname": node.get("idxname", "")})
-    return [Effect(Action.CREATE, Obj("index", index if node.get("idxname") else ""),
+    if not node.get("idxname") and id(node) in implicit:
+        index = relation_key({"schemaname": relation.get("schemaname"), "relname": implicit[id(node)]})
+    return [Effect(Action.CREATE, Obj("index", index),
                    (*_on_table(table), *_columns(table, names)))]
 
 
@@ -308,16 +313,17 @@ def _drop(node: Node) -> list[Effect]:
     return effects
 
 
-def _constraint(table: str, constraint: Node) -> Effect:
+def _constraint(table: str, constraint: Node, implicit: Implicit) -> Effect:
     columns = {s["String"]["sval"] for key in ("keys", "fk_attrs", "including") for s in constraint.get(key, [])
                if "String" in s}
     columns |= _column_refs(constraint.get("raw_expr", {}))
     columns |= _column_refs(constraint.get("exclusions", []))
-    return Effect(Action.CREATE, Obj("constraint", constraint.get("conname", ""), table),
+    name = constraint.get("conname") or implicit.get(id(constraint), "")
+    return Effect(Action.CREATE, Obj("constraint", name, table),
                   (*_on_table(table), *_columns(table, columns)))
 
 
-def _alter_table_cmd(table: str, cmd: Node) -> list[Effect]:
+def _alter_table_cmd(table: str, cmd: Node, implicit: Implicit) -> list[Effect]:
     subtype = cmd.get("subtype", "")
     name = cmd.get("name", "")
     column = (Obj("column", name, table), *_on_table(table))
@@ -332,8 +338,8 @@ def _alter_table_cmd(table: str, cmd: Node) -> list[Effect]:
             # ADD CONSTRAINT k … USING INDEX i renames the index i to k.
             renamed = Effect(Action.RENAME, _index_on(table, constraint["conname"]), _on_table(table),
                              old=_index_on(table, constraint["indexname"]))
-            return [renamed, _constraint(table, constraint)]
-        return [_constraint(table, constraint)]
+            return [renamed, _constraint(table, constraint, implicit)]
+        return [_constraint(table, constraint, implicit)]
     if subtype == "AT_DropConstraint":
         return [Effect(Action.DROP, Obj("constraint", name, table), _on_table(table))]
     if subtype == "AT_ValidateConstraint":
@@ -347,9 +353,10 @@ def _alter_table_cmd(table: str, cmd: Node) -> list[Effect]:
     return [Effect(Action.ALTER, Obj(setting, name, table), _on_table(table))]
 
 
-def _alter_table(node: Node) -> list[Effect]:
+def _alter_table(node: Node, implicit: Implicit) -> list[Effect]:
     table = relation_key(node.get("relation", {}))
-    return [e for item in node.get("cmds", []) for e in _alter_table_cmd(table, item.get("AlterTableCmd", {}))]
+    cmds = (item.get("AlterTableCmd", {}) for item in node.get("cmds", []))
+    return [e for cmd in cmds for e in _alter_table_cmd(table, cmd, implicit)]
 
 
 def _rename(node: Node) -> list[Effect]:
@@ -403,7 +410,6 @@ _EFFECTS: dict[str, Callable[[Node], list[Effect]]] = {
     "ViewStmt": _create_view,
     "CreateSeqStmt": _create_sequence,
     "AlterSeqStmt": _alter_sequence,
-    "IndexStmt": _create_index,
     "CreateEnumStmt": _create_enum,
     "CreateDomainStmt": _create_domain,
     "CreateRangeStmt": _create_range,
@@ -415,7 +421,6 @@ _EFFECTS: dict[str, Callable[[Node], list[Effect]]] = {
     "CreateSchemaStmt": _create_schema,
     "CreateExtensionStmt": _create_extension,
     "DropStmt": _drop,
-    "AlterTableStmt": _alter_table,
     "RenameStmt": _rename,
     "UpdateStmt": _update,
     "InsertStmt": _insert,
@@ -430,7 +435,18 @@ def _executed(sql: SqlFile) -> Iterator[Statement]:
     return (s for s in sql.walk() if s.parent is None or s.parent.kind == "DoStmt")
 
 
-def effects(stmt: Statement) -> list[Effect]:
+# Statements that may leave a constraint or index unnamed: PostgreSQL names it (see schemamodel).
+_NAMING: dict[str, Callable[[Node, Implicit], list[Effect]]] = {
+    "IndexStmt": _create_index,
+    "AlterTableStmt": _alter_table,
+}
+
+
+def effects(stmt: Statement, implicit: Implicit | None = None) -> list[Effect]:
+    """What `stmt` does; `implicit` holds the names PostgreSQL gives what it leaves unnamed."""
+    naming = _NAMING.get(stmt.kind)
+    if naming is not None:
+        return naming(stmt.node, implicit or {})
     extract = _EFFECTS.get(stmt.kind)
     return extract(stmt.node) if extract else []
 
@@ -438,12 +454,12 @@ def effects(stmt: Statement) -> list[Effect]:
 # --- the up's net changes ----------------------------------------------------------------
 
 
-def net_changes(up: SqlFile) -> list[Change]:
+def net_changes(up: SqlFile, names: SchemaModel) -> list[Change]:
     """What the up leaves changed, with whatever lies inside its new objects folded away."""
     changes: list[Change | None] = []
     created: dict[Obj, int] = {}  # object created by the up -> its index in `changes`
     for stmt in _executed(up):
-        for effect in effects(stmt):
+        for effect in effects(stmt, names.apply(stmt)):
             inside_new = any(o in created for o in effect.within) or (
                 bool(effect.written) and all(o in created for o in effect.written)
             )
@@ -478,12 +494,12 @@ class Undo:
     data: set[str] = field(default_factory=set)
 
     @classmethod
-    def of(cls, down: SqlFile) -> Undo:
+    def of(cls, down: SqlFile, names: SchemaModel) -> Undo:
         undo = cls()
         # Name now -> name before the down, so `RENAME t TO t_old; DROP TABLE t_old` drops t.
         origin: dict[Obj, Obj] = {}
         for stmt in _executed(down):
-            for effect in effects(stmt):
+            for effect in effects(stmt, names.apply(stmt)):
                 obj = origin.get(effect.obj, effect.obj)
                 if effect.action is Action.RENAME and effect.old is not None:
                     start = origin.pop(effect.old, effect.old)
@@ -518,10 +534,6 @@ def _verdict(effect: Effect, undo: Undo, at: str) -> tuple[tuple[str, str], str]
         if obj.kind == "enum value":
             return COVERAGE, (f"rollback does not remove {obj} added at {at} (PostgreSQL cannot drop an enum "
                               f"value: re-create the type without it)")
-        if not obj.name:
-            where = f" on {obj.table}" if obj.table else ""
-            return COVERAGE, (f"rollback does not drop the unnamed {obj.kind}{where} {verb} at {at}; "
-                              f"name it in the up so the down can drop it")
         return COVERAGE, f"rollback does not drop {obj} {verb} at {at}"
     if effect.action is Action.REPLACE:
         if undo.removes(effect) or obj in undo.created:
@@ -556,16 +568,30 @@ def _verdict(effect: Effect, undo: Undo, at: str) -> tuple[tuple[str, str], str]
                           f"(drop what it fills or write the reverse change)")
 
 
-def check_coverage(up: SqlFile, down: SqlFile) -> list[Finding]:
+def _unnamed(sql: SqlFile) -> bool:
+    """Whether the file adds a constraint or builds an index without naming it."""
+    for stmt in _executed(sql):
+        if stmt.kind == "IndexStmt" and not stmt.node.get("idxname"):
+            return True
+        if stmt.kind in _NAMING and any(not c.get("conname") for c in walk_nodes(stmt.node, "Constraint")):
+            return True
+    return False
+
+
+def check_coverage(up: SqlFile, down: SqlFile, *, schema: SchemaView | None = None) -> list[Finding]:
     """LG903/LG906 findings, placed at the top of the down; the up's line is in the message.
 
     `-- lockgate:ignore LG906 -- reason` above an up statement, or `ignore-file` in either file,
     accepts that statement's change as it is.
     """
-    undo = Undo.of(down)
+    # Unnamed constraints and indexes get PostgreSQL's names; numbering them past a name already
+    # taken needs the names the set's earlier migrations used, read only when something is unnamed.
+    names = schema.model().names() if schema is not None and (_unnamed(up) or _unnamed(down)) else SchemaModel()
+    changes = net_changes(up, names)
+    undo = Undo.of(down, names)
     file_ignored = up.ignored_rules | down.ignored_rules
     findings: list[Finding] = []
-    for change in net_changes(up):
+    for change in changes:
         stmt = change.stmt
         verdict = _verdict(change.effect, undo, f"up.sql:{stmt.line}")
         if verdict is None:

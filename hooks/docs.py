@@ -87,8 +87,12 @@ def _cell(text: str) -> str:
 def _example(title: str, example: Example) -> list[str]:
     version = f" (PostgreSQL {example.pg_version})" if example.pg_version else ""
     version += f" in a {example.file} file" if example.file != "up" else ""
-    lines = [f"**{title}**{version}" + (f": {example.note}" if example.note else ""), "", "```sql"]
-    return [*lines, example.sql.strip(), "```", ""]
+    lines = [f"**{title}**{version}" + (f": {example.note}" if example.note else ""), ""]
+    if example.before:
+        which = "pending in the same change" if example.pending else "already on the base branch"
+        lines += [f"After an earlier migration ({which}):", "", "```sql", *(b.strip() for b in example.before),
+                  "```", ""]
+    return [*lines, "```sql", example.sql.strip(), "```", ""]
 
 
 def _examples(info: RuleInfo) -> list[str]:

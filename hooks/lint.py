@@ -20,6 +20,8 @@ from lockgate.hooks.errors import InputError
 from lockgate.hooks.migrationset import decode
 from lockgate.hooks.rules.base import ANY_STATEMENT, Finding, Hit, Rule, Severity
 from lockgate.hooks.rules.context import Context
+from lockgate.hooks.schemamodel import SchemaView
+from lockgate.hooks.setschema import view_for
 from lockgate.hooks.sqlmodel import SqlFile, parse_sql
 from lockgate.hooks.txmode import runs_in_transaction
 
@@ -72,11 +74,14 @@ def file_kind(path: Path) -> str:
 
 
 def lint_sql(
-    sql: SqlFile, *, pg_version: int, kind: str = "up", inherited: Context | None = None
+    sql: SqlFile, *, pg_version: int, kind: str = "up", inherited: Context | None = None,
+    schema: SchemaView | None = None,
 ) -> tuple[list[Finding], Context]:
-    """Findings for one parsed file, and the context it leaves (for its down file)."""
+    """Findings for one parsed file of kind `kind` (up, down or validate), and the context it
+    leaves (for its down file). `inherited` is the context its up left; `schema` what the
+    migrations before it in the set made."""
     ctx = Context(path=sql.path, pg_version=pg_version, file_kind=kind,
-                  transactional=runs_in_transaction(sql, pg_version), sql=sql)
+                  transactional=runs_in_transaction(sql, pg_version), sql=sql, schema=schema)
     if inherited is not None:
         ctx.new_relations |= inherited.new_relations
         ctx.new_indexes |= inherited.new_indexes
@@ -125,13 +130,14 @@ def _lint_group(group: tuple[Path, ...], pg_version: int) -> list[Finding]:
     findings: list[Finding] = []
     ordered = sorted(group, key=lambda p: ("up", "down", "validate").index(file_kind(p)))
     inherited: Context | None = None
+    schema = view_for(ordered[0])
     for path in ordered:
         kind = file_kind(path)
         if kind == "down" and inherited is None:
             up = path.with_name(_KIND.sub(".up.sql", path.name))
             if up.exists():
                 try:
-                    inherited = lint_sql(_read(up), pg_version=pg_version)[1]
+                    inherited = lint_sql(_read(up), pg_version=pg_version, schema=schema)[1]
                 except InputError:
                     inherited = None
         try:
@@ -139,7 +145,7 @@ def _lint_group(group: tuple[Path, ...], pg_version: int) -> list[Finding]:
         except InputError as exc:
             findings.extend(_syntax_finding(exc))
             continue
-        found, ctx = lint_sql(sql, pg_version=pg_version, kind=kind, inherited=inherited)
+        found, ctx = lint_sql(sql, pg_version=pg_version, kind=kind, inherited=inherited, schema=schema)
         findings.extend(found)
         if kind == "up":
             inherited = ctx

@@ -35,6 +35,19 @@ def test_missing_drop_column_names_the_column_and_the_up_line() -> None:
 
 
 COVERED = {
+    "an unnamed constraint dropped by its implicit name": (
+        "ALTER TABLE t ADD CHECK (a > 0) NOT VALID; ALTER TABLE t ADD FOREIGN KEY (c_id) REFERENCES c NOT VALID;",
+        "ALTER TABLE t DROP CONSTRAINT t_c_id_fkey; ALTER TABLE t DROP CONSTRAINT t_a_check;",
+    ),
+    "an unnamed index dropped by its implicit name": (
+        "CREATE INDEX CONCURRENTLY ON t (lower(email)); CREATE UNIQUE INDEX CONCURRENTLY ON t (a, b);",
+        "DROP INDEX CONCURRENTLY t_lower_idx; DROP INDEX CONCURRENTLY t_a_b_idx;",
+    ),
+    "a primary key re-added unnamed takes the <table>_pkey name back": (
+        "ALTER TABLE hydra_client DROP CONSTRAINT hydra_client_pkey;\n"
+        "ALTER TABLE hydra_client ADD CONSTRAINT hydra_client_pkey PRIMARY KEY (pk);",
+        "ALTER TABLE hydra_client DROP CONSTRAINT hydra_client_pkey;\nALTER TABLE hydra_client ADD PRIMARY KEY (id);",
+    ),
     "table": ("CREATE TABLE t (id int PRIMARY KEY, a text);", "DROP TABLE t;"),
     "drop table covers its columns, indexes, triggers": (
         "CREATE TABLE t (id int); ALTER TABLE t ADD COLUMN b int; CREATE INDEX t_b ON t (b);"
@@ -134,14 +147,13 @@ MISSED = {
         "\n\nCREATE INDEX CONCURRENTLY t_a ON t (a);", "DROP INDEX t_b;",
         "LG903 rollback does not drop index t_a created at up.sql:3",
     ),
-    "unnamed index": (
+    "unnamed index, by the name PostgreSQL gives it": (
         "CREATE INDEX CONCURRENTLY ON t (a);", "SELECT 1;",
-        "LG903 rollback does not drop the unnamed index created at up.sql:1; name it in the up so the down can drop it",
+        "LG903 rollback does not drop index t_a_idx created at up.sql:1",
     ),
-    "unnamed constraint": (
+    "unnamed constraint, by the name PostgreSQL gives it": (
         "ALTER TABLE t ADD CHECK (a > 0) NOT VALID;", "SELECT 1;",
-        "LG903 rollback does not drop the unnamed constraint on t added at up.sql:1; "
-        "name it in the up so the down can drop it",
+        "LG903 rollback does not drop constraint t.t_a_check added at up.sql:1",
     ),
     "constraint on the wrong table": (
         "ALTER TABLE t ADD CONSTRAINT k UNIQUE (a);", "ALTER TABLE u DROP CONSTRAINT k;",

@@ -8,20 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from lockgate.hooks.lint import all_rules, lint_sql
+from lockgate.hooks.examples import lint_example
+from lockgate.hooks.lint import all_rules
 from lockgate.hooks.rules.base import Example, Finding, Rule, Severity
-from lockgate.hooks.settings import DEFAULT_PG_VERSION
 from lockgate.hooks.sqlmodel import parse_sql
 
 RULES = all_rules()
 BAD = [pytest.param(r, e, id=f"{r.code}-bad{i}") for r in RULES for i, e in enumerate(r.bad)]
 GOOD = [pytest.param(r, e, id=f"{r.code}-good{i}") for r in RULES for i, e in enumerate(r.good)]
 BY_RULE = [pytest.param(r, id=r.code) for r in RULES]
-
-
-def lint_example(example: Example, text: str | None = None) -> list[Finding]:
-    sql = parse_sql(Path(f"example.{example.file}.sql"), example.sql if text is None else text)
-    return lint_sql(sql, pg_version=example.pg_version or DEFAULT_PG_VERSION, kind=example.file)[0]
 
 
 def of_rule(findings: list[Finding], rule: Rule) -> list[Finding]:

@@ -185,3 +185,14 @@ def replaced_later(ctx: Context, stmt: Statement, written: str) -> bool:
         return False
     name = written.rpartition(".")[2]
     return any(s.line > stmt.line and _declared_name(s) == name for s in ctx.sql.statements)
+
+
+def table_dropped_later(ctx: Context, stmt: Statement, table: str) -> bool:
+    """Whether a later top-level statement of the file drops the table `table` (by its key)."""
+    if ctx.sql is None:
+        return False
+    return any(
+        s.line > stmt.line and s.kind == "DropStmt" and s.node.get("removeType") == "OBJECT_TABLE"
+        and any(key == table for key, _ in drop_targets(s.node))
+        for s in ctx.sql.statements
+    )

@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from lockgate.hooks.rules._nodes import alter_cmds, created_here, drop_targets, is_new_column, table_name
+from lockgate.hooks.rules._nodes import (
+    alter_cmds,
+    created_here,
+    drop_targets,
+    is_new_column,
+    table_dropped_later,
+    table_name,
+)
 from lockgate.hooks.rules.base import UP_ONLY, Example, Hit, Rule, Severity
 from lockgate.hooks.rules.context import Context, name_key, relation_key
 from lockgate.hooks.sqlmodel import Node, Statement
@@ -205,7 +212,8 @@ class TriggerOrRuleChange(Rule):
     Safe alternative: do not switch triggers off around a data change; if the trigger must not
     fire for a backfill, make the trigger skip it (a `current_setting('app.backfill', true)`
     check) rather than disable it for everyone. Drop a trigger only once nothing relies on what
-    it maintains. Triggers of tables the same migration created are not flagged.
+    it maintains. Triggers of tables the same migration created are not flagged, nor those of a
+    table the same file drops later (DROP TABLE takes its triggers with it; LG501 reports that).
     """
 
     code = "LG805"
@@ -219,6 +227,8 @@ class TriggerOrRuleChange(Rule):
         Example("CREATE TRIGGER orders_audit AFTER UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION audit();\n"
                 "DROP TRIGGER orders_audit ON orders;",
                 note="a trigger the same migration created (as a down file would drop it)"),
+        Example("DROP TRIGGER orders_audit ON orders;\nDROP TABLE orders;",
+                note="the table goes too: LG501 reports the drop"),
     )
 
     def check(self, stmt: Statement, ctx: Context) -> Iterator[Hit | str]:
@@ -228,11 +238,12 @@ class TriggerOrRuleChange(Rule):
             if object_type in ("OBJECT_TRIGGER", "OBJECT_RULE"):
                 word = "TRIGGER" if object_type == "OBJECT_TRIGGER" else "RULE"
                 for key, written in drop_targets(node):
-                    if not created_here(ctx, object_type, key):
+                    table = key.rpartition(".")[0]
+                    if not created_here(ctx, object_type, key) and not table_dropped_later(ctx, stmt, table):
                         yield f"DROP {word} {written} stops what it does for every write; drop it once nothing needs it"
             return
         relation = node.get("relation", {})
-        if ctx.is_new(relation):
+        if ctx.is_new(relation) or table_dropped_later(ctx, stmt, relation_key(relation)):
             return
         for cmd in alter_cmds(node):
             if cmd.get("subtype") in _TRIGGER_SWITCHES:

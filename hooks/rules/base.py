@@ -38,12 +38,17 @@ class Finding:
 
 @dataclass(frozen=True, slots=True)
 class Example:
-    """SQL for a docs page and a test; `setup` is SQL that already ran (existing tables)."""
+    """SQL for a docs page and a test; `before` holds the up files of earlier migrations of the
+    set, `pending` says they are new in the same change (not yet on the base branch); a down or
+    validate example (`file`) runs after `up`."""
 
     sql: str
     pg_version: int | None = None
     note: str = ""
     file: str = "up"  # the kind of migration file the SQL stands in: up, down or validate
+    before: tuple[str, ...] = ()
+    pending: bool = False
+    up: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lockgate.hooks.sqlmodel import Node, SqlFile, Statement, qualified_names
+
+if TYPE_CHECKING:
+    from lockgate.hooks.schemamodel import SchemaView
 
 
 def relation_key(range_var: Node) -> str:
@@ -81,6 +85,8 @@ class Context:
     constraints_added: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     # Constraints made valid in this migration (validated, or added without NOT VALID): name -> table.
     valid_constraints: dict[str, str] = field(default_factory=dict)
+    # What the migrations before this one in the set left (None: a file linted on its own).
+    schema: SchemaView | None = None
     # Outside a transaction block each top-level statement (with the statements of its DO body)
     # commits alone; this is the one whose transaction the per-transaction state belongs to.
     _autocommit_owner: Statement | None = field(default=None, repr=False)
@@ -90,7 +96,23 @@ class Context:
         return self.transactional or self.explicit_tx > 0
 
     def is_new(self, range_var: Node) -> bool:
-        return relation_key(range_var) in self.new_relations
+        """Created by this migration, or (for an up) by an earlier migration of the pending change:
+        either way empty and unused by running code when this statement runs."""
+        key = relation_key(range_var)
+        if key in self.new_relations:
+            return True
+        return self.file_kind == "up" and self.schema is not None and key in self.schema.pending_tables()
+
+    def column_type(self, table: str, column: str) -> Node | None:
+        """The column's type before the current statement, when this migration or the set says."""
+        known = self.column_types.get((table, column))
+        if known is None and self.schema is not None and (table, column) not in self.new_columns:
+            known = self.schema.model().column_type(table, column)
+        return known
+
+    def unique_keys(self, range_var: Node) -> tuple[frozenset[str], ...]:
+        """Column sets that are unique in the table, as far as the migration set says."""
+        return self.schema.model().unique_keys(relation_key(range_var)) if self.schema is not None else ()
 
     def shares_transaction(self, stmt: Statement) -> bool:
         """Whether the per-transaction state (not_valid_in_tx, …) is from `stmt`'s transaction."""
@@ -172,6 +194,8 @@ class Context:
                 column = definition.get("ColumnDef", {})
                 self.new_columns.add((table, column.get("colname", "")))
                 self.column_types[(table, column.get("colname", ""))] = column.get("typeName", {})
+            elif subtype == "AT_AlterColumnType" and "typeName" in definition.get("ColumnDef", {}):
+                self.column_types[(table, cmd.get("name", ""))] = definition["ColumnDef"]["typeName"]
             elif subtype == "AT_AddConstraint":
                 self._added_constraint(table, definition.get("Constraint", {}))
             elif subtype == "AT_ValidateConstraint":

@@ -13,14 +13,20 @@ from lockgate.hooks.rules.context import Context
 from lockgate.hooks.sqlmodel import Node, Statement, qualified_names, walk_nodes
 
 _DML = frozenset({"UpdateStmt", "DeleteStmt"})
+_MEMBERSHIPS = "CREATE TABLE memberships (team bigint, member bigint, role text, PRIMARY KEY (team, member));"
 _LOWER = frozenset({">", ">="})
 _UPPER = frozenset({"<", "<="})
 
 
+def _column(expr: Node) -> str | None:
+    fields = qualified_names(expr.get("ColumnRef", {}).get("fields", []))
+    return fields[-1] if fields else None
+
+
 def _key_column(expr: Node) -> str | None:
     """The column name when `expr` is a reference to a key-named column."""
-    fields = qualified_names(expr.get("ColumnRef", {}).get("fields", []))
-    return fields[-1] if fields and is_key_name(fields[-1]) else None
+    column = _column(expr)
+    return column if column and is_key_name(column) else None
 
 
 def _is_value(expr: Node, in_plpgsql: bool) -> bool:
@@ -75,7 +81,38 @@ def _range_bound(expr: Node, in_plpgsql: bool) -> tuple[str, str] | None:
     return (side, column) if side else None
 
 
-def bounded(where: Node | None, in_plpgsql: bool = False) -> bool:
+def _pinned(expr: Node, in_plpgsql: bool) -> tuple[set[str], set[str]]:
+    """(columns set equal to a value, columns matched against a list of values) by the top-level conjuncts."""
+    bool_expr = expr.get("BoolExpr")
+    if bool_expr is not None:
+        equal: set[str] = set()
+        listed: set[str] = set()
+        if bool_expr.get("boolop") == "AND_EXPR":
+            for arg in bool_expr.get("args", []):
+                more_equal, more_listed = _pinned(arg, in_plpgsql)
+                equal |= more_equal
+                listed |= more_listed
+        return equal, listed
+    a_expr = expr.get("A_Expr", {})
+    kind, left, right = a_expr.get("kind"), a_expr.get("lexpr", {}), a_expr.get("rexpr", {})
+    if kind == "AEXPR_OP" and _operator(a_expr) == "=":
+        for column, value in ((left, right), (right, left)):
+            if (name := _column(column)) and _is_value(value, in_plpgsql):
+                return {name}, set()
+    if kind == "AEXPR_IN" and _operator(a_expr) == "=" and (name := _column(left)):
+        items = right.get("List", {}).get("items", [])
+        if items and all(_is_value(i, in_plpgsql) for i in items):
+            return set(), {name}
+    return set(), set()
+
+
+def _unique_lookup(where: Node, in_plpgsql: bool, keys: tuple[frozenset[str], ...]) -> bool:
+    """Whether the WHERE clause pins every column of a unique key (an IN list counts for a one-column key)."""
+    equal, listed = _pinned(where, in_plpgsql)
+    return any(key and (key <= equal or (len(key) == 1 and key <= listed)) for key in keys)
+
+
+def bounded(where: Node | None, in_plpgsql: bool = False, keys: tuple[frozenset[str], ...] = ()) -> bool:
     """Whether a WHERE clause limits the change to a few rows the author chose.
 
     It does when a conjunct pins a key-named column (`id`, `*_id`, `uuid`, `*_uuid`) to values,
@@ -85,17 +122,17 @@ def bounded(where: Node | None, in_plpgsql: bool = False) -> bool:
     """
     if not where:
         return False
-    if has_limit(where):
+    if has_limit(where) or (keys and _unique_lookup(where, in_plpgsql, keys)):
         return True
     bool_expr = where.get("BoolExpr")
     if bool_expr is None:
         return _pins_key(where, in_plpgsql)
     args = bool_expr.get("args", [])
     if bool_expr.get("boolop") == "OR_EXPR":
-        return bool(args) and all(bounded(a, in_plpgsql) for a in args)
+        return bool(args) and all(bounded(a, in_plpgsql, keys) for a in args)
     if bool_expr.get("boolop") != "AND_EXPR":
         return False
-    if any(bounded(a, in_plpgsql) for a in args):
+    if any(bounded(a, in_plpgsql, keys) for a in args):
         return True
     bounds = {b for b in (_range_bound(a, in_plpgsql) for a in args) if b}
     return any(("upper", column) in bounds for side, column in bounds if side == "lower")
@@ -123,11 +160,12 @@ class RequireBatchedUpdate(Rule):
         UPDATE customers SET tier = 'bronze' WHERE tier IS NULL;
 
     Not flagged: a point change (a conjunct pins a key-named column, `id` or `*_id`/`*_uuid`,
-    to constants or parameters, or bounds it from both sides), a slice picked with a LIMIT
-    sub-select, a table created earlier in the same migration, and DML inside a function body
-    (a function runs when it is called, not when the migration defines it). Equality on other
-    columns is flagged: the linter cannot see the catalog, so `WHERE status = 'trial'` may
-    well be most of the table.
+    to constants or parameters, or bounds it from both sides; or it pins every column of a
+    primary key, unique constraint or unique index the migration set declares), a slice picked
+    with a LIMIT sub-select, a table created earlier in the same migration or in the pending
+    part of the change, and DML inside a function body (a function runs when it is called, not
+    when the migration defines it). Equality on other columns is flagged: `WHERE status =
+    'trial'` may well be most of the table.
     """
 
     code = "LG401"
@@ -139,12 +177,21 @@ class RequireBatchedUpdate(Rule):
         Example("DELETE FROM events WHERE created_at < now() - interval '90 days';"),
         Example("DO $$\nBEGIN\n    UPDATE orders SET total_cents = 0 WHERE total_cents IS NULL;\nEND $$;",
                 note="DO blocks run during the migration too"),
+        Example("DELETE FROM memberships WHERE team = 7;",
+                before=(_MEMBERSHIPS,),
+                note="only part of the primary key: a whole team's rows"),
     )
     good = (
         Example("-- lockgate:batch size=10000 key=id\nUPDATE customers SET tier = 'bronze' WHERE tier IS NULL;"),
         Example("UPDATE customers SET email = 'ops@example.com' WHERE id = 42;"),
         Example("DELETE FROM orders WHERE id >= 1000 AND id < 2000;"),
         Example("CREATE TABLE tiers (id bigint PRIMARY KEY, name text);\nUPDATE tiers SET name = lower(name);"),
+        Example("DELETE FROM credential_types WHERE name = 'totp';",
+                before=("CREATE TABLE credential_types (id uuid PRIMARY KEY, name varchar(32) NOT NULL UNIQUE);",),
+                note="an earlier migration made name unique: one row"),
+        Example("UPDATE memberships SET role = 'owner' WHERE team = 7 AND member = 9;",
+                before=(_MEMBERSHIPS,),
+                note="every column of the primary key is pinned"),
     )
 
     def check(self, stmt: Statement, ctx: Context) -> Iterator[Hit | str]:
@@ -152,7 +199,9 @@ class RequireBatchedUpdate(Rule):
         relation = node.get("relation", {})
         if stmt.batch is not None or not _runs_now(stmt) or ctx.is_new(relation):
             return
-        if bounded(node.get("whereClause"), in_plpgsql=stmt.parent is not None):
+        where, in_plpgsql = node.get("whereClause"), stmt.parent is not None
+        # The set's unique keys are looked up only when the key names alone do not settle it.
+        if bounded(where, in_plpgsql) or (where and bounded(where, in_plpgsql, ctx.unique_keys(relation))):
             return
         verb = "UPDATE" if stmt.kind == "UpdateStmt" else "DELETE"
         yield (

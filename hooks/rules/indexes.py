@@ -23,7 +23,9 @@ class RequireConcurrentIndexCreation(Rule):
     autocommit anyway). A failed concurrent build leaves an INVALID index: check `indisvalid`
     in the validation file.
 
-    Indexing a table created earlier in the same migration is fine: nobody else can see it.
+    Indexing a table created earlier in the same migration is fine: nobody else can see it. So
+    is indexing one an earlier migration of the pending change created (one not yet on the
+    base branch; for the controller, not yet applied): it runs right after, on an empty table.
     `CREATE INDEX … ON ONLY parent` is not reported either: on a partitioned table it builds
     nothing (it makes an invalid index on the parent alone), and it is the first step of
     indexing a partitioned table without blocking writes: then `CREATE INDEX CONCURRENTLY` on
@@ -35,13 +37,21 @@ class RequireConcurrentIndexCreation(Rule):
     summary = "CREATE INDEX without CONCURRENTLY on an existing table"
     kinds = frozenset({"IndexStmt"})
     squawk = ("require-concurrent-index-creation",)
-    bad = (Example("CREATE INDEX orders_created_at_idx ON orders (created_at);"),)
+    bad = (
+        Example("CREATE INDEX orders_created_at_idx ON orders (created_at);"),
+        Example("CREATE INDEX events_at_idx ON events (at);",
+                before=("CREATE TABLE events (id bigint PRIMARY KEY, at timestamptz);",),
+                note="the table came with a migration already on the base branch: it may be large"),
+    )
     good = (
         Example("-- lockgate:no-transaction\nCREATE INDEX CONCURRENTLY orders_created_at_idx ON orders (created_at);"),
         Example("CREATE TABLE events (id bigint PRIMARY KEY, at timestamptz);\n"
                 "CREATE INDEX events_at_idx ON events (at);"),
         Example("CREATE INDEX measurements_at_idx ON ONLY measurements (at);",
                 note="a partitioned table: an invalid index on the parent, nothing is built"),
+        Example("CREATE INDEX events_at_idx ON events (at);",
+                before=("CREATE TABLE events (id bigint PRIMARY KEY, at timestamptz);",), pending=True,
+                note="the table is new in the same change: an earlier migration of it creates it"),
     )
 
     def check(self, stmt: Statement, ctx: Context) -> Iterator[Hit | str]:

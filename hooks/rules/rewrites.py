@@ -57,9 +57,10 @@ class ColumnTypeRewrite(Rule):
     `varchar(20)` → `varchar(10)`, `text` → `varchar(n)`, `char(n)` changes, a numeric scale
     change, `json` → `jsonb`, any `USING` expression that changes the contents.
 
-    lockgate knows the old type only for columns added earlier in the same migration; for
-    other columns a change to a type some other type widens into (varchar, text, numeric, the
-    time types, …) is reported as "rewrites unless" — if it is such a widening, say so with
+    lockgate knows the old type from the migration set: the columns earlier migrations created
+    or changed, and those added earlier in the same migration. For a column made outside the
+    set a change to a type some other type widens into (varchar, text, numeric, the time
+    types, …) is reported as "rewrites unless" — if it is such a widening, say so with
     `-- lockgate:ignore LG301 -- widening varchar(100) to varchar(200)`.
 
     Safe alternative for a real change: add a new column of the new type, keep it filled (a
@@ -75,12 +76,24 @@ class ColumnTypeRewrite(Rule):
     bad = (
         Example("ALTER TABLE orders ALTER COLUMN id TYPE bigint;"),
         Example("ALTER TABLE orders ALTER COLUMN created_at TYPE timestamptz;", pg_version=11),
+        Example("ALTER TABLE sessions ALTER COLUMN ip TYPE varchar(10);",
+                before=("CREATE TABLE sessions (id bigint PRIMARY KEY, ip varchar(15));",),
+                note="an earlier migration made it varchar(15): shortening it checks and rewrites every row"),
     )
     good = (
         Example("ALTER TABLE customers ADD COLUMN nickname varchar(20);\n"
                 "ALTER TABLE customers ALTER COLUMN nickname TYPE varchar(40);"),
         Example("SET LOCAL TimeZone = 'UTC';\nALTER TABLE orders ALTER COLUMN created_at TYPE timestamptz;",
                 note="PG12+ with TimeZone UTC: binary-coercible"),
+        Example("ALTER TABLE sessions ALTER COLUMN ip TYPE text;",
+                before=("CREATE TABLE sessions (id bigint PRIMARY KEY, ip varchar(15));",),
+                note="an earlier migration made it varchar(15): varchar to text keeps the bytes"),
+        Example("ALTER TABLE sessions ALTER COLUMN token TYPE varchar(64);",
+                before=("CREATE TABLE sessions (id bigint PRIMARY KEY, token varchar(16));",),
+                note="a longer limit is only checked, never rewritten"),
+        Example("ALTER TABLE prices ALTER COLUMN amount TYPE numeric(12,2);",
+                before=("CREATE TABLE prices (id bigint PRIMARY KEY, amount numeric(10,2));",),
+                note="more precision, same scale"),
     )
 
     def check(self, stmt: Statement, ctx: Context) -> Iterator[Hit | str]:
@@ -91,7 +104,7 @@ class ColumnTypeRewrite(Rule):
             if cmd.get("subtype") != "AT_AlterColumnType":
                 continue
             column = cmd.get("name", "")
-            known = ctx.column_types.get((table, column))
+            known = ctx.column_type(table, column)
             old = SqlType.of(known) if known is not None else None
             verdict = column_type_change(cmd, old, ctx.pg_version)
             if verdict is not Rewrite.YES and self._utc_timestamp_change(cmd, ctx):

@@ -1,0 +1,76 @@
+"""`lockgate lint` over a migration set in a real git clone: the rules know what the set made.
+
+Earlier migrations tell the linter column types and unique keys; what the base branch does
+not have yet is the pending part of the change, whose new tables are empty when the next
+migration of the change runs.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.gitrepos import Clone, Origin
+
+LOCKGATE = Path(sys.executable).with_name("lockgate")
+
+
+# The rules the set's schema informs; the style rules' findings on these files are beside the point.
+INFORMED = ("LG101", "LG301", "LG401")
+
+
+def lint(cwd: Path, *args: str) -> list[str]:
+    """`lockgate lint` as a process; the findings of the INFORMED rules as `file: CODE` lines."""
+    done = subprocess.run([str(LOCKGATE), "lint", "--format", "text", *args], cwd=cwd, capture_output=True,
+                          text=True, check=False)
+    assert done.returncode in (0, 1), done.stderr
+    return [f"{line.split(':')[0].rpartition('/')[2]}: {line.split(': ')[1].split()[0]}"
+            for line in done.stdout.splitlines() if any(f": {code} " in line for code in INFORMED)]
+
+
+@pytest.fixture
+def dev(tmp_path: Path) -> Clone:
+    clone = Origin.create(tmp_path).clone("dev")
+    clone.add_migration(
+        "20240101000000", "create_events",
+        up="CREATE TABLE events (id bigint PRIMARY KEY, kind varchar(16), at timestamptz);\n"
+           "CREATE TABLE credential_types (id bigint PRIMARY KEY, name varchar(32) NOT NULL UNIQUE);\n",
+        down="DROP TABLE credential_types;\nDROP TABLE events;\n",
+    )
+    clone.git("push", "--quiet", "origin", "main")
+    clone.branch("feature")
+    return clone
+
+
+def test_index_on_a_table_new_in_the_change_passes_and_on_a_base_table_does_not(dev: Clone) -> None:
+    dev.add_migration("20240102000000", "create_audit",
+                      up="CREATE TABLE audit (id bigint PRIMARY KEY, at timestamptz);\n", down="DROP TABLE audit;\n")
+    dev.add_migration("20240102000001", "index_them",
+                      up="CREATE INDEX audit_at_idx ON audit (at);\nCREATE INDEX events_at_idx ON events (at);\n",
+                      down="DROP INDEX events_at_idx;\nDROP INDEX audit_at_idx;\n")
+    found = lint(dev.path)
+    assert found == ["20240102000001_index_them.up.sql: LG101"]
+    # Once the change is on the base branch, the table is no longer new: both indexes block writes.
+    dev.git("push", "--quiet", "origin", "feature:main")
+    dev.git("fetch", "--quiet", "origin")
+    assert lint(dev.path) == ["20240102000001_index_them.up.sql: LG101"] * 2
+
+
+def test_earlier_migrations_give_types_and_unique_keys(dev: Clone) -> None:
+    dev.add_migration("20240102000000", "widen",
+                      up="ALTER TABLE events ALTER COLUMN kind TYPE text;\n"
+                         "DELETE FROM credential_types WHERE name = 'totp';\n",
+                      down="ALTER TABLE events ALTER COLUMN kind TYPE varchar(16);\n")
+    dev.add_migration("20240102000001", "narrow",
+                      up="ALTER TABLE events ALTER COLUMN at TYPE timestamp;\n"
+                         "DELETE FROM events WHERE kind = 'x';\n",
+                      down="SELECT 1;\n")
+    found = lint(dev.path, "migrations/20240102000000_widen.up.sql", "migrations/20240102000001_narrow.up.sql")
+    assert found == ["20240102000001_narrow.up.sql: LG301", "20240102000001_narrow.up.sql: LG401"]
+    # Linted on its own, outside a set, the same statements are judged conservatively.
+    alone = dev.path / "alone.sql"
+    alone.write_text((dev.path / "migrations/20240102000000_widen.up.sql").read_text())
+    assert lint(dev.path, "alone.sql") == ["alone.sql: LG301", "alone.sql: LG401"]
