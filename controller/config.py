@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from lockgate.hooks.directives import DEFAULT_LOCK_TIMEOUT_S, DEFAULT_STATEMENT_TIMEOUT_S
 from lockgate.hooks.errors import UsageError
 from lockgate.hooks.settings import ENV_PREFIX, SUPPORTED_PG_VERSIONS, pyproject_table
 
@@ -50,8 +51,8 @@ class Settings(BaseSettings):
     branch: str = "main"
     target_pg_version: int = 15
     ledger_schema: str = "lockgate"
-    lock_timeout: float = Field(2.0, description="seconds a statement may wait for a lock")
-    statement_timeout: float = Field(300.0, description="seconds a statement may run")
+    lock_timeout: float = Field(DEFAULT_LOCK_TIMEOUT_S, description="seconds a statement may wait for a lock")
+    statement_timeout: float = Field(DEFAULT_STATEMENT_TIMEOUT_S, description="seconds a statement may run")
     lock_retries: int = Field(5, ge=0)
     retry_backoff: float = Field(1.0, description="first wait after a lock timeout, doubled each retry")
     batch_lock_timeout: float = 1.0

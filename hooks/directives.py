@@ -46,6 +46,11 @@ class NoTransaction:
     line: int
 
 
+# The engine's lock_timeout and statement_timeout in seconds when nothing is configured.
+DEFAULT_LOCK_TIMEOUT_S = 2.0
+DEFAULT_STATEMENT_TIMEOUT_S = 300.0
+
+
 @dataclass(frozen=True, slots=True)
 class Timeout:
     """`-- lockgate:timeout lock=5s statement=30m` (file level, up file only): this migration's

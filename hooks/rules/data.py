@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from pglast.enums.nodes import NodeTag
@@ -138,9 +139,36 @@ def bounded(where: Node | None, in_plpgsql: bool = False, keys: tuple[frozenset[
     return any(("upper", column) in bounds for side, column in bounds if side == "lower")
 
 
-def _runs_now(stmt: Statement) -> bool:
-    """Top-level statements and DO bodies run during the migration; function bodies run later."""
-    return stmt.parent is None or stmt.parent.kind == "DoStmt"
+def _runs_now(stmt: Statement, ctx: Context) -> bool:
+    """Top-level statements and DO bodies run during the migration; a function body runs when it
+    is called, so it counts when the same file calls the function."""
+    if stmt.parent is None or stmt.parent.kind == "DoStmt":
+        return True
+    return stmt.parent.kind == "CreateFunctionStmt" and _called_in_file(stmt.parent, ctx)
+
+
+def _function_name(function: Statement) -> str:
+    names = qualified_names(function.node.get("funcname", []))
+    return names[-1] if names else ""
+
+
+def _called_in_file(function: Statement, ctx: Context) -> bool:
+    """Whether a statement of the file other than the function's own definition calls it: SELECT f(),
+    CALL f(), PERFORM f() in a DO block. Read from the text, as PL/pgSQL's PERFORM is not parsed further."""
+    if ctx.sql is None:
+        return False
+    call = re.compile(rf"(?<![\w$.]){re.escape(_function_name(function))}\s*\(", re.IGNORECASE)
+    return any(s is not function and call.search(s.text) for s in ctx.sql.statements)
+
+
+def _changes(stmt: Statement) -> Iterator[tuple[str, Node, bool]]:
+    """(verb, UPDATE/DELETE node, whether it sits in a WITH) for each row change the statement makes."""
+    if stmt.kind in _DML:
+        yield ("UPDATE" if stmt.kind == "UpdateStmt" else "DELETE"), stmt.node, False
+    with_clause = stmt.node.get("withClause", {})
+    for kind, verb in (("UpdateStmt", "UPDATE"), ("DeleteStmt", "DELETE")):
+        for node in walk_nodes(with_clause, kind):
+            yield verb, node, True
 
 
 class RequireBatchedUpdate(Rule):
@@ -163,15 +191,19 @@ class RequireBatchedUpdate(Rule):
     to constants or parameters, or bounds it from both sides; or it pins every column of a
     primary key, unique constraint or unique index the migration set declares), a slice picked
     with a LIMIT sub-select, a table created earlier in the same migration or in the pending
-    part of the change, and DML inside a function body (a function runs when it is called, not
-    when the migration defines it). Equality on other columns is flagged: `WHERE status =
-    'trial'` may well be most of the table.
+    part of the change, and DML inside a function body the migration does not call (a function
+    runs when it is called, not when the migration defines it). Equality on other columns is
+    flagged: `WHERE status = 'trial'` may well be most of the table.
+
+    Also flagged: an UPDATE or DELETE inside a `WITH` (it changes rows like any other), and
+    one in the body of a function or procedure the same file calls (`SELECT f()`, `CALL p()`,
+    `PERFORM f()`): it runs during the migration.
     """
 
     code = "LG401"
     name = "require-batched-update"
     summary = "UPDATE/DELETE of many rows of an existing table in one transaction"
-    kinds = _DML
+    kinds = _DML | {"SelectStmt", "InsertStmt"}
     bad = (
         Example("UPDATE customers SET tier = 'bronze' WHERE tier IS NULL;"),
         Example("DELETE FROM events WHERE created_at < now() - interval '90 days';"),
@@ -180,6 +212,11 @@ class RequireBatchedUpdate(Rule):
         Example("DELETE FROM memberships WHERE team = 7;",
                 before=(_MEMBERSHIPS,),
                 note="only part of the primary key: a whole team's rows"),
+        Example("WITH gone AS (DELETE FROM orders RETURNING 1)\nSELECT count(*) FROM gone;",
+                note="a data-modifying WITH changes rows like the statement it is"),
+        Example("CREATE FUNCTION purge() RETURNS void LANGUAGE plpgsql AS $$\nBEGIN\n"
+                "    DELETE FROM events;\nEND $$;\nSELECT purge();",
+                note="the migration calls the function, so its body runs now"),
     )
     good = (
         Example("-- lockgate:batch size=10000 key=id\nUPDATE customers SET tier = 'bronze' WHERE tier IS NULL;"),
@@ -192,22 +229,32 @@ class RequireBatchedUpdate(Rule):
         Example("UPDATE memberships SET role = 'owner' WHERE team = 7 AND member = 9;",
                 before=(_MEMBERSHIPS,),
                 note="every column of the primary key is pinned"),
+        Example("CREATE FUNCTION purge() RETURNS void LANGUAGE plpgsql AS $$\nBEGIN\n"
+                "    DELETE FROM events;\nEND $$;",
+                note="defined, not called: it runs when the application calls it"),
     )
 
     def check(self, stmt: Statement, ctx: Context) -> Iterator[Hit | str]:
-        node = stmt.node
-        relation = node.get("relation", {})
-        if stmt.batch is not None or not _runs_now(stmt) or ctx.is_new(relation):
+        if not _runs_now(stmt, ctx):
             return
-        where, in_plpgsql = node.get("whereClause"), stmt.parent is not None
-        # The set's unique keys are looked up only when the key names alone do not settle it.
-        if bounded(where, in_plpgsql) or (where and bounded(where, in_plpgsql, ctx.unique_keys(relation))):
-            return
-        verb = "UPDATE" if stmt.kind == "UpdateStmt" else "DELETE"
-        yield (
-            f"{verb} of {table_name(relation)} without a key predicate locks every row it changes until commit; "
-            f"put -- lockgate:batch on the line above it to run it in key ranges, one transaction each"
-        )
+        in_plpgsql = stmt.parent is not None
+        for verb, node, in_with in _changes(stmt):
+            relation = node.get("relation", {})
+            if (stmt.batch is not None and not in_with) or ctx.is_new(relation):
+                continue
+            where = node.get("whereClause")
+            # The set's unique keys are looked up only when the key names alone do not settle it.
+            if bounded(where, in_plpgsql) or (where and bounded(where, in_plpgsql, ctx.unique_keys(relation))):
+                continue
+            change = f"{verb} of {table_name(relation)}" + (" in a WITH" if in_with else "")
+            in_function = stmt.parent is not None and stmt.parent.kind == "CreateFunctionStmt"
+            if in_function:
+                assert stmt.parent is not None
+                change += f" in {_function_name(stmt.parent)}(), which this migration calls,"
+            fix = ("write it as a statement of its own with -- lockgate:batch on the line above it"
+                   if in_with or in_function else "put -- lockgate:batch on the line above it")
+            yield (f"{change} without a key predicate locks every row it changes until commit; "
+                   f"{fix} to run it in key ranges, one transaction each")
 
 
 class HandWrittenBatchLoop(Rule):
@@ -280,7 +327,7 @@ class UnboundedInsertSelect(Rule):
     )
 
     def check(self, stmt: Statement, ctx: Context) -> Iterator[Hit | str]:
-        if not _runs_now(stmt):
+        if not _runs_now(stmt, ctx):
             return
         select = stmt.node.get("selectStmt", {}).get("SelectStmt")
         if not select or "limitCount" in select or bounded(select.get("whereClause"), stmt.parent is not None):
