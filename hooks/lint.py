@@ -107,6 +107,8 @@ def lint_sql(
                     rule.code, rule.name, rule.severity, hit.message,
                 ))
         ctx.observe(stmt)
+    if schema is not None and kind == "up":
+        schema.seen(sql)
     return findings, ctx
 
 

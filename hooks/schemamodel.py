@@ -11,6 +11,7 @@ not know, and the rules then keep their conservative verdict.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -107,7 +108,6 @@ class Table:
     columns: dict[str, Node] = field(default_factory=dict)  # column -> TypeName
     # Unique keys by the name of the constraint or index that makes them: name key -> columns.
     keys: dict[str, frozenset[str]] = field(default_factory=dict)
-    pending: bool = False  # created by a migration of the pending part of the change
 
 
 @dataclass(slots=True)
@@ -128,6 +128,8 @@ class SchemaModel:
     relations: set[str] = field(default_factory=set)
     constraints: set[str] = field(default_factory=set)
     named: dict[str, _Named] = field(default_factory=dict)
+    # The keys of `named` per table, so dropping a table or column does not scan every name.
+    by_table: dict[str, set[str]] = field(default_factory=dict)
 
     # --- what the rules ask ------------------------------------------------------------------
 
@@ -139,29 +141,27 @@ class SchemaModel:
         known = self.tables.get(table)
         return tuple(known.keys.values()) if known else ()
 
-    def is_pending(self, table: str) -> bool:
-        known = self.tables.get(table)
-        return known is not None and known.pending
-
     def names(self) -> SchemaModel:
         """A copy that knows the names in use (and what they name), for naming more objects."""
         named = {k: _Named(v.table, v.columns, v.constraint, v.index) for k, v in self.named.items()}
-        return SchemaModel(relations=set(self.relations), constraints=set(self.constraints), named=named)
+        by_table = {table: set(keys) for table, keys in self.by_table.items()}
+        return SchemaModel(relations=set(self.relations), constraints=set(self.constraints), named=named,
+                           by_table=by_table)
 
     # --- replay ------------------------------------------------------------------------------
 
-    def replay(self, sql: SqlFile, *, pending: bool = False) -> None:
+    def replay(self, sql: SqlFile) -> None:
         for stmt in sql.walk():
             if stmt.parent is None or stmt.parent.kind == "DoStmt":
-                self.apply(stmt, pending=pending)
+                self.apply(stmt)
 
-    def apply(self, stmt: Statement, *, pending: bool = False) -> dict[int, str]:
+    def apply(self, stmt: Statement) -> dict[int, str]:
         """Replay one statement; returns the names PostgreSQL picks for what it leaves unnamed,
         by the id() of the Constraint or IndexStmt node."""
         chosen: dict[int, str] = {}
         handler = getattr(self, f"_on_{stmt.kind}", None)
         if handler is not None:
-            handler(stmt.node, chosen, pending)
+            handler(stmt.node, chosen)
         return chosen
 
     def choose(self, table: str, name2: str | None, label: str, *, relation: bool, constraint: bool) -> str:
@@ -178,7 +178,7 @@ class SchemaModel:
     def _forget(self, table: str) -> None:
         self.tables.pop(table, None)
         self.relations.discard(table)
-        for key in [k for k, v in self.named.items() if v.table == table]:
+        for key in list(self.by_table.get(table, ())):
             self._drop_named(key)
 
     def _drop_named(self, key: str) -> None:
@@ -186,6 +186,7 @@ class SchemaModel:
         if named is None:
             return
         self.constraints.discard(key)
+        self.by_table.get(named.table, set()).discard(key)
         if named.index:
             self.relations.discard(key)
         owner = self.tables.get(named.table)
@@ -196,6 +197,7 @@ class SchemaModel:
                    constraint: bool, index: bool, unique: bool) -> None:
         key = _in_schema(table, name)
         self.named[key] = _Named(table, columns, constraint, index)
+        self.by_table.setdefault(table, set()).add(key)
         if constraint:
             self.constraints.add(key)
         if index:
@@ -204,10 +206,10 @@ class SchemaModel:
         if unique and owner is not None and columns:
             owner.keys[key] = columns
 
-    def _on_CreateStmt(self, node: Node, chosen: dict[int, str], pending: bool) -> None:
+    def _on_CreateStmt(self, node: Node, chosen: dict[int, str]) -> None:
         table = relation_key(node.get("relation", {}))
         self._forget(table)
-        known = Table(pending=pending)
+        known = Table()
         self.tables[table] = known
         self.relations.add(table)
         constraints: list[tuple[Node, str | None]] = []  # (Constraint, the column it is written on)
@@ -267,7 +269,7 @@ class SchemaModel:
         name = constraint.get("conname") or constraint["indexname"]
         self._add_named(table, name, columns, constraint=True, index=True, unique=unique)
 
-    def _on_AlterTableStmt(self, node: Node, chosen: dict[int, str], pending: bool) -> None:
+    def _on_AlterTableStmt(self, node: Node, chosen: dict[int, str]) -> None:
         if node.get("objtype", "OBJECT_TABLE") != "OBJECT_TABLE":
             return
         table = relation_key(node.get("relation", {}))
@@ -291,7 +293,7 @@ class SchemaModel:
                         self._constraint(table, c["Constraint"], column.get("colname", ""), chosen)
             elif subtype == "AT_DropColumn":
                 known.columns.pop(name, None)
-                for key in [k for k, v in self.named.items() if v.table == table and name in v.columns]:
+                for key in [k for k in self.by_table.get(table, ()) if name in self.named[k].columns]:
                     self._drop_named(key)
             elif subtype == "AT_AlterColumnType":
                 type_name = definition.get("ColumnDef", {}).get("typeName")
@@ -314,7 +316,7 @@ class SchemaModel:
             type_name["names"] = [{"String": {"sval": _SERIAL_STORAGE[names[-1]]}}]
         self.tables[table].columns[name] = type_name
 
-    def _on_IndexStmt(self, node: Node, chosen: dict[int, str], pending: bool) -> None:
+    def _on_IndexStmt(self, node: Node, chosen: dict[int, str]) -> None:
         table = relation_key(node.get("relation", {}))
         params = node.get("indexParams", [])
         given = node.get("idxname")
@@ -327,7 +329,7 @@ class SchemaModel:
         unique = bool(node.get("unique")) and not node.get("whereClause") and len(plain) == len(params)
         self._add_named(table, name, frozenset(plain), constraint=False, index=True, unique=unique)
 
-    def _on_DropStmt(self, node: Node, chosen: dict[int, str], pending: bool) -> None:
+    def _on_DropStmt(self, node: Node, chosen: dict[int, str]) -> None:
         kind = node.get("removeType", "")
         for item in node.get("objects", []):
             names = item.get("List", {}).get("items", []) if "List" in item else [item]
@@ -339,7 +341,7 @@ class SchemaModel:
             elif kind in ("OBJECT_VIEW", "OBJECT_MATVIEW", "OBJECT_SEQUENCE"):
                 self.relations.discard(key)
 
-    def _on_RenameStmt(self, node: Node, chosen: dict[int, str], pending: bool) -> None:
+    def _on_RenameStmt(self, node: Node, chosen: dict[int, str]) -> None:
         kind = node.get("renameType", "")
         new = node.get("newname", "")
         if kind in ("OBJECT_TABLE", "OBJECT_FOREIGN_TABLE"):
@@ -349,17 +351,18 @@ class SchemaModel:
             self.relations.add(moved)
             if old in self.tables:
                 self.tables[moved] = self.tables.pop(old)
-            for named in self.named.values():
-                if named.table == old:
-                    named.table = moved
+            for key in self.by_table.pop(old, set()):
+                self.named[key].table = moved
+                self.by_table.setdefault(moved, set()).add(key)
         elif kind == "OBJECT_COLUMN":
             table = relation_key(node.get("relation", {}))
             old_column = node.get("subname", "")
             known = self.tables.get(table)
             if known is not None and old_column in known.columns:
                 known.columns[new] = known.columns.pop(old_column)
-            for key, named in self.named.items():
-                if named.table == table and old_column in named.columns:
+            for key in self.by_table.get(table, ()):
+                named = self.named[key]
+                if old_column in named.columns:
                     named.columns = (named.columns - {old_column}) | {new}
                     if known is not None and key in known.keys:
                         known.keys[key] = named.columns
@@ -385,22 +388,22 @@ class SchemaModel:
         self._add_named(named.table, _bare(new), named.columns, constraint=named.constraint, index=named.index,
                         unique=unique)
 
-    def _on_AlterObjectSchemaStmt(self, node: Node, chosen: dict[int, str], pending: bool) -> None:
+    def _on_AlterObjectSchemaStmt(self, node: Node, chosen: dict[int, str]) -> None:
         if "relation" in node:
             self._forget(relation_key(node["relation"]))
 
-    def _on_CreateTableAsStmt(self, node: Node, chosen: dict[int, str], pending: bool) -> None:
+    def _on_CreateTableAsStmt(self, node: Node, chosen: dict[int, str]) -> None:
         into = node.get("into", {})
         into = into.get("IntoClause", into)
         self.relations.add(relation_key(into.get("rel", {})))
 
-    def _on_ViewStmt(self, node: Node, chosen: dict[int, str], pending: bool) -> None:
+    def _on_ViewStmt(self, node: Node, chosen: dict[int, str]) -> None:
         self.relations.add(relation_key(node.get("view", {})))
 
-    def _on_CreateSeqStmt(self, node: Node, chosen: dict[int, str], pending: bool) -> None:
+    def _on_CreateSeqStmt(self, node: Node, chosen: dict[int, str]) -> None:
         self.relations.add(relation_key(node.get("sequence", {})))
 
-    def _on_CompositeTypeStmt(self, node: Node, chosen: dict[int, str], pending: bool) -> None:
+    def _on_CompositeTypeStmt(self, node: Node, chosen: dict[int, str]) -> None:
         self.relations.add(relation_key(node.get("typevar", {})))
 
 
@@ -410,21 +413,32 @@ Load = Callable[[], "SqlFile | None"]
 class SetHistory:
     """The up files of a migration set in apply order, replayed into one model as far as asked.
 
-    Lint and approval walk a set in version order, so one model moves forward; a question about
-    an earlier migration replays from the start again.
+    Lint and approval walk a set in version order, so one model moves forward, fed the ups the
+    linter parsed anyway (`seen`); a question about an earlier migration replays from the start.
     """
 
     def __init__(self, ups: Sequence[tuple[str, Load]], pending: Callable[[], frozenset[str]]) -> None:
         self._ups = list(ups)
+        self._numbers = [int(v) for v, _ in self._ups]  # in apply order, for bisect
         self._pending_of = pending
         self._pending: frozenset[str] | None = None
         self._model = SchemaModel()
         self._next = 0
         self._pending_tables: dict[str, frozenset[str]] = {}
+        self._pending_model = SchemaModel()
+        self._pending_next = 0
 
     def _index(self, version: str) -> int:
         """How many ups come before `version`."""
-        return sum(1 for v, _ in self._ups if int(v) < int(version))
+        return bisect_left(self._numbers, int(version))
+
+    def seen(self, version: str, sql: SqlFile) -> None:
+        """The linter parsed the up of `version`: replay it now when the model has reached it, so
+        walking the set in order parses no file twice."""
+        at = self._index(version)
+        if at == self._next and at < len(self._numbers) and self._numbers[at] == int(version):
+            self._model.replay(sql)
+            self._next = at + 1
 
     @property
     def pending(self) -> frozenset[str]:
@@ -432,9 +446,10 @@ class SetHistory:
             self._pending = self._pending_of()
         return self._pending
 
-    def _ups_before(self, version: str, start: int = 0) -> Iterator[tuple[str, SqlFile]]:
+    def _ups_before(self, version: str, start: int = 0,
+                    only: frozenset[str] | None = None) -> Iterator[tuple[str, SqlFile]]:
         for v, load in self._ups[start:self._index(version)]:
-            sql = load()
+            sql = load() if only is None or v in only else None
             if sql is not None:
                 yield v, sql
 
@@ -442,21 +457,24 @@ class SetHistory:
         stop = self._index(version)
         if stop < self._next:
             self._model, self._next = SchemaModel(), 0
-        for v, sql in self._ups_before(version, self._next):
-            self._model.replay(sql, pending=v in self.pending)
+        for _, sql in self._ups_before(version, self._next):
+            self._model.replay(sql)
         self._next = stop
         return self._model
 
     def pending_tables_before(self, version: str) -> frozenset[str]:
-        """Tables created by pending migrations before `version`; only those ups are read."""
+        """Tables created by pending migrations before `version`: a second model moves forward
+        through the pending ups only."""
         if version not in self._pending_tables:
-            model = SchemaModel()
+            stop = self._index(version)
             # The first migration of a set has nothing before it: no need to ask git what is pending.
-            if self._index(version) and self.pending:
-                for v, sql in self._ups_before(version):
-                    if v in self.pending:
-                        model.replay(sql, pending=True)
-            self._pending_tables[version] = frozenset(model.tables)
+            if stop and self.pending:
+                if stop < self._pending_next:
+                    self._pending_model, self._pending_next = SchemaModel(), 0
+                for _, sql in self._ups_before(version, self._pending_next, only=self.pending):
+                    self._pending_model.replay(sql)
+                self._pending_next = stop
+            self._pending_tables[version] = frozenset(self._pending_model.tables)
         return self._pending_tables[version]
 
 
@@ -472,6 +490,10 @@ class SchemaView:
 
     def pending_tables(self) -> frozenset[str]:
         return self.history.pending_tables_before(self.version)
+
+    def seen(self, sql: SqlFile) -> None:
+        """The migration's own up, parsed by the linter: the next migration's model needs it."""
+        self.history.seen(self.version, sql)
 
 
 def view_of(files: Sequence[SqlFile], *, pending: bool) -> SchemaView:
