@@ -130,6 +130,8 @@ class SchemaModel:
     named: dict[str, _Named] = field(default_factory=dict)
     # The keys of `named` per table, so dropping a table or column does not scan every name.
     by_table: dict[str, set[str]] = field(default_factory=dict)
+    # Tables a replayed migration put rows into (INSERT, COPY FROM, MERGE): not empty any more.
+    filled: set[str] = field(default_factory=set)
 
     # --- what the rules ask ------------------------------------------------------------------
 
@@ -212,6 +214,7 @@ class SchemaModel:
         known = Table()
         self.tables[table] = known
         self.relations.add(table)
+        self.filled.discard(table)
         constraints: list[tuple[Node, str | None]] = []  # (Constraint, the column it is written on)
         for element in node.get("tableElts", []):
             if "ColumnDef" in element:
@@ -392,6 +395,16 @@ class SchemaModel:
         if "relation" in node:
             self._forget(relation_key(node["relation"]))
 
+    def _on_InsertStmt(self, node: Node, chosen: dict[int, str]) -> None:
+        self.filled.add(relation_key(node.get("relation", {})))
+
+    def _on_MergeStmt(self, node: Node, chosen: dict[int, str]) -> None:
+        self.filled.add(relation_key(node.get("relation", {})))
+
+    def _on_CopyStmt(self, node: Node, chosen: dict[int, str]) -> None:
+        if node.get("is_from"):
+            self.filled.add(relation_key(node.get("relation", {})))
+
     def _on_CreateTableAsStmt(self, node: Node, chosen: dict[int, str]) -> None:
         into = node.get("into", {})
         into = into.get("IntoClause", into)
@@ -463,8 +476,8 @@ class SetHistory:
         return self._model
 
     def pending_tables_before(self, version: str) -> frozenset[str]:
-        """Tables created by pending migrations before `version`: a second model moves forward
-        through the pending ups only."""
+        """Tables created by pending migrations before `version` and not filled by them (empty when
+        `version` runs right after): a second model moves forward through the pending ups only."""
         if version not in self._pending_tables:
             stop = self._index(version)
             # The first migration of a set has nothing before it: no need to ask git what is pending.
@@ -474,7 +487,8 @@ class SetHistory:
                 for _, sql in self._ups_before(version, self._pending_next, only=self.pending):
                     self._pending_model.replay(sql)
                 self._pending_next = stop
-            self._pending_tables[version] = frozenset(self._pending_model.tables)
+            model = self._pending_model
+            self._pending_tables[version] = frozenset(t for t in model.tables if t not in model.filled)
         return self._pending_tables[version]
 
 

@@ -24,8 +24,9 @@ class RequireConcurrentIndexCreation(Rule):
     in the validation file.
 
     Indexing a table created earlier in the same migration is fine: nobody else can see it. So
-    is indexing one an earlier migration of the pending change created (one not yet on the
-    base branch; for the controller, not yet applied): it runs right after, on an empty table.
+    is indexing one an earlier migration of the pending change created and did not fill (one
+    not yet on the base branch; for the controller, not yet applied): it runs right after, on
+    an empty table.
     `CREATE INDEX … ON ONLY parent` is not reported either: on a partitioned table it builds
     nothing (it makes an invalid index on the parent alone), and it is the first step of
     indexing a partitioned table without blocking writes: then `CREATE INDEX CONCURRENTLY` on
@@ -42,6 +43,10 @@ class RequireConcurrentIndexCreation(Rule):
         Example("CREATE INDEX events_at_idx ON events (at);",
                 before=("CREATE TABLE events (id bigint PRIMARY KEY, at timestamptz);",),
                 note="the table came with a migration already on the base branch: it may be large"),
+        Example("CREATE INDEX events_at_idx ON events (at);",
+                before=("CREATE TABLE events (id bigint PRIMARY KEY, at timestamptz);\n"
+                        "INSERT INTO events (id, at) SELECT id, at FROM old_events;",), pending=True,
+                note="new in the change, but the earlier migration filled it"),
     )
     good = (
         Example("-- lockgate:no-transaction\nCREATE INDEX CONCURRENTLY orders_created_at_idx ON orders (created_at);"),
