@@ -48,9 +48,9 @@ def settings_key(settings: Settings) -> str:
     return json.dumps(decisive, sort_keys=True)
 
 
-def fingerprint(seen: Seen, settings: Settings, last_event: int | None, lockgate: str | None = None) -> str:
+def fingerprint(seen: Seen, settings: Settings, ledger: str | None, lockgate: str | None = None) -> str:
     """What a pass saw, as one hash; `lockgate` is the running version unless given."""
-    parts = [seen.head, seen.notes, settings_key(settings), lockgate or version("lockgate"), last_event]
+    parts = [seen.head, seen.notes, settings_key(settings), lockgate or version("lockgate"), ledger]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
@@ -74,12 +74,38 @@ def look(settings: Settings) -> Seen | None:
 
 
 def _names(settings: Settings) -> dict[str, sql.Composable]:
-    return {name: sql.Identifier(settings.ledger_schema, name) for name in ("sync_state", "events")}
+    return {name: sql.Identifier(settings.ledger_schema, name) for name in ("sync_state", "events", "migrations")}
 
 
-def _last_event(conn: psycopg.Connection, settings: Settings) -> int | None:
-    row = conn.execute(sql.SQL("SELECT max(id) FROM {events}").format(**_names(settings))).fetchone()
+# The ledger's state in one value. Every command writes an event; the rows' digest also catches a
+# row changed by hand, and the server version a major upgrade (the rules lint for the server's).
+_LEDGER = (
+    "(SELECT coalesce(max(id), 0) FROM {events})::text || ':' || "
+    "(SELECT coalesce(md5(string_agg(m::text, ';' ORDER BY m.version)), '') FROM {migrations} AS m) || ':' || "
+    "current_setting('server_version_num')"
+)
+
+
+def _ledger(conn: psycopg.Connection, settings: Settings) -> str | None:
+    row = conn.execute(sql.SQL(f"SELECT {_LEDGER}").format(**_names(settings))).fetchone()
     return row[0] if row else None
+
+
+def matches(settings: Settings, conn: psycopg.Connection, seen: Seen) -> bool:
+    """Whether the ledger on `conn` (autocommit) holds the fingerprint of a pass that saw `seen` and
+    left everything in sync, with nothing written since: one query. A fleet asks it per target."""
+    try:
+        row = conn.execute(sql.SQL(
+            f"SELECT s.fingerprint, {_LEDGER} FROM {{sync_state}} AS s"
+        ).format(**_names(settings))).fetchone()
+    except psycopg.Error:
+        return False  # no ledger yet, or one older than the short cut: the full pass sets it up
+    return row is not None and row[0] == fingerprint(seen, settings, row[1])
+
+
+def said(head: str) -> str:
+    """The line a pass that took the short cut prints."""
+    return f"in sync at {head[:12]}: nothing changed since the last pass"
 
 
 def unchanged(settings: Settings, dsn: str) -> str | None:
@@ -91,22 +117,21 @@ def unchanged(settings: Settings, dsn: str) -> str | None:
         return None
     try:
         with psycopg.connect(dsn, autocommit=True, application_name="lockgate sync (no-op check)") as conn:
-            row = conn.execute(sql.SQL(
-                "SELECT s.fingerprint, (SELECT max(id) FROM {events}) FROM {sync_state} AS s"
-            ).format(**_names(settings))).fetchone()
+            same = matches(settings, conn, seen)
     except psycopg.Error:
         return None
-    if row is None or row[0] != fingerprint(seen, settings, row[1]):
-        return None
-    return seen.head
+    return seen.head if same else None
 
 
-def record(conn: psycopg.Connection, settings: Settings, *, head: str, in_sync: bool) -> None:
-    """After a full pass over `head`: the fingerprint of what it leaves when everything is in sync,
-    else none. A branch that moved on meanwhile is not in sync yet: its new commits were not seen."""
+def record(conn: psycopg.Connection, settings: Settings, seen: Seen | None) -> None:
+    """After a full pass: the fingerprint of what it saw (the head it applied, the notes ref it
+    pushed) when it left everything in sync, else (`seen` None) none.
+
+    Call it on the pass's own connection, holding the applier lock, after its last ledger write:
+    the ledger state recorded must be the pass's, never a `retry` that came after it.
+    """
     names = _names(settings)
-    seen = look(settings) if in_sync and settings.repo is not None else None
-    if seen is None or seen.head != head:
+    if seen is None or settings.repo is None:
         conn.execute(sql.SQL("DELETE FROM {sync_state}").format(**names))
         return
     conn.execute(
@@ -114,5 +139,5 @@ def record(conn: psycopg.Connection, settings: Settings, *, head: str, in_sync: 
             "INSERT INTO {sync_state} (fingerprint, head) VALUES (%s, %s) ON CONFLICT (singleton) "
             "DO UPDATE SET fingerprint = EXCLUDED.fingerprint, head = EXCLUDED.head, recorded_at = now()"
         ).format(**names),
-        (fingerprint(seen, settings, _last_event(conn, settings)), seen.head),
+        (fingerprint(seen, settings, _ledger(conn, settings)), seen.head),
     )

@@ -454,6 +454,11 @@ class Reporter:
                 str(repo.git.rev_parse(self.notes.ref)) != str(repo.git.rev_parse(self.notes.remote_ref))
             )
 
+    def notes_head(self) -> str | None:
+        """The notes ref's commit (None before the first note): once pushed, the origin's too."""
+        repo = self.notes.source.repo
+        return str(repo.git.rev_parse(self.notes.ref)) if ref_exists(repo, self.notes.ref) else None
+
     def outcome(self, commit: CommitRef, record: MigrationRecord) -> None:
         self.notes.record(commit.sha, record)
         self.unpushed = True
@@ -519,14 +524,15 @@ def _run(
         with source.migrations_at(history.head.sha, require_triples=False) as tree, \
                 Engine(settings, db.target_dsn(settings), wait=wait, stop=stop) as engine:
             result = _Pass(engine, source, history, tree, reporter, signatures, stop).run()
+            reporter.flush()
+            in_sync = result.ok and not reporter.unpushed
+            fastpath.record(engine.ledger.conn, settings,
+                            fastpath.Seen(history.head.sha, reporter.notes_head()) if in_sync else None)
     except InputError as exc:
         raise InputError([source.in_repository(p) for p in exc.problems]) from None
-    reporter.flush()
     if not result.records and result.ok:
         count = len(tree.migrations.migrations)
         say(f"in sync: {count} migration{'' if count == 1 else 's'} at {history.head.short}, nothing to do")
-    with db.connect(db.target_dsn(settings), application_name="lockgate sync") as conn:
-        fastpath.record(conn, settings, head=history.head.sha, in_sync=result.ok and not reporter.unpushed)
     return result
 
 

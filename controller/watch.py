@@ -17,7 +17,7 @@ import threading
 
 import psycopg
 
-from lockgate.controller import kube, redact, sync
+from lockgate.controller import db, fastpath, kube, redact, sync
 from lockgate.controller.cache import CacheBusy
 from lockgate.controller.config import Settings
 from lockgate.controller.engine import Blocked
@@ -43,7 +43,10 @@ def run(settings: Settings, stop: threading.Event, *, wait: bool = False, say: s
     events = kube.recorder_from_environment(redact=redact.from_settings(settings))
     while not stop.is_set():
         try:
-            sync.run(settings, wait=wait, stop=stop, say=say, events=events)
+            if (head := fastpath.unchanged(settings, db.target_dsn(settings))) is not None:
+                say(fastpath.said(head))
+            else:
+                sync.run(settings, wait=wait, stop=stop, say=say, events=events)
         except _PASSING as exc:
             if first and isinstance(exc, UsageError):
                 raise

@@ -11,8 +11,8 @@ import pytest
 from clirun import lockgate
 
 from lockgate.controller import config, fastpath
-from tests.gitrepos import Clone, Origin
-from tests.syncsetup import NOTE, V2, merged
+from tests.gitrepos import MIGRATIONS, Clone, Origin
+from tests.syncsetup import NOTE, V2, merged, positive_qty
 
 SHORT = "nothing changed since the last pass"
 
@@ -51,16 +51,66 @@ def test_a_new_commit_takes_the_full_path(origin: Origin, dev: Clone, env: dict[
     assert _sync(tmp_path, env)[1].startswith(f"in sync at {dev.head[:12]}: {SHORT}")
 
 
-def test_a_ledger_write_since_takes_the_full_path(
-    origin: Origin, dev: Clone, env: dict[str, str], tmp_path: Path, conn: psycopg.Connection
+def _recorded_as_if_in_sync(origin: Origin, db: str, conn: psycopg.Connection) -> None:
+    """A pass that fails records nothing; record this state as if one had, to show that the
+    operator's command that follows undoes the short cut all by itself."""
+    settings = config.load(repo=origin.url, dsn=db)
+    seen = fastpath.look(settings)
+    assert seen is not None
+    fastpath.record(conn, settings, seen)
+
+
+def test_a_retry_takes_the_full_path(
+    origin: Origin, dev: Clone, env: dict[str, str], tmp_path: Path, conn: psycopg.Connection, db: str
 ) -> None:
     assert _sync(tmp_path, env)[0] == 0
-    # What `lockgate retry` and `lockgate resolve` write before anything else: an event.
-    conn.execute("INSERT INTO lockgate.events (version, event) VALUES ('20240101000000', 'resolved as applied')")
+    conn.execute("INSERT INTO items VALUES (1, 5), (2, 0)")
+    merge = merged(dev, "qty", V2, "positive_qty", positive_qty())
+    assert _sync(tmp_path, env)[0] == 1
+    _recorded_as_if_in_sync(origin, db, conn)
+    assert SHORT in _sync(tmp_path, env)[1]
+    conn.execute("UPDATE items SET qty = 1 WHERE qty = 0")
+    retry = lockgate("retry", V2, "--dir", str(dev.path / MIGRATIONS), cwd=tmp_path, env={"LOCKGATE_DSN": db})
+    assert retry.returncode == 0, retry.stderr
 
     code, out = _sync(tmp_path, env)
 
-    assert code == 0 and SHORT not in out and out.startswith("in sync: 1 migration at")
+    assert code == 0 and f"{V2}_positive_qty applied" in out and f"(note on {merge[:12]})" in out  # caught up
+    assert SHORT in _sync(tmp_path, env)[1]
+
+
+def test_a_resolve_takes_the_full_path(
+    origin: Origin, dev: Clone, env: dict[str, str], tmp_path: Path, conn: psycopg.Connection, db: str
+) -> None:
+    assert _sync(tmp_path, env)[0] == 0
+    # Committed steps, a gate that fails, and a down that adds a column: the rollback is dirty.
+    merge = merged(dev, "cols", V2, "add_cols", {
+        "up": "-- lockgate:no-transaction\nALTER TABLE items ADD COLUMN b int;\n",
+        "down": "ALTER TABLE items DROP COLUMN b;\nALTER TABLE items ADD COLUMN leftover int;\n",
+        "validate": "-- Gate: never.\nSELECT false AS never;\n",
+    })
+    assert _sync(tmp_path, env)[0] == 1
+    _recorded_as_if_in_sync(origin, db, conn)
+    assert SHORT in _sync(tmp_path, env)[1]
+    conn.execute("ALTER TABLE items DROP COLUMN leftover")
+    resolved = lockgate("resolve", V2, "--as", "rolled_back", cwd=tmp_path, env={"LOCKGATE_DSN": db})
+    assert resolved.returncode == 0, resolved.stderr
+
+    code, out = _sync(tmp_path, env)
+
+    assert code == 1 and f"{V2}_add_cols failed" in out and f"(note on {merge[:12]})" in out  # caught up
+
+
+def test_a_ledger_row_changed_by_hand_takes_the_full_path(
+    origin: Origin, dev: Clone, env: dict[str, str], tmp_path: Path, conn: psycopg.Connection
+) -> None:
+    assert _sync(tmp_path, env)[0] == 0
+    assert SHORT in _sync(tmp_path, env)[1]
+    conn.execute("UPDATE lockgate.migrations SET up_checksum = 'edited'")  # no event: not through lockgate
+
+    code, out = _sync(tmp_path, env)
+
+    assert code == 1 and SHORT not in out and "the ledger was changed outside lockgate" in out
 
 
 def test_a_changed_setting_takes_the_full_path(origin: Origin, dev: Clone, env: dict[str, str],
@@ -86,14 +136,14 @@ def test_a_new_note_on_the_origin_takes_the_full_path(origin: Origin, dev: Clone
 def test_a_new_lockgate_version_or_any_part_changes_the_fingerprint(db: str, tmp_path: Path) -> None:
     settings = config.load(repo=str(tmp_path), dsn=db)
     seen = fastpath.Seen(head="a" * 40, notes="b" * 40)
-    base = fastpath.fingerprint(seen, settings, 7, "0.1.0")
-    assert base == fastpath.fingerprint(seen, settings, 7, "0.1.0")
-    assert base != fastpath.fingerprint(seen, settings, 7, "0.2.0")
-    assert base != fastpath.fingerprint(seen, settings, 8, "0.1.0")
-    assert base != fastpath.fingerprint(fastpath.Seen("c" * 40, "b" * 40), settings, 7, "0.1.0")
-    assert base != fastpath.fingerprint(fastpath.Seen("a" * 40, None), settings, 7, "0.1.0")
+    base = fastpath.fingerprint(seen, settings, "7", "0.1.0")
+    assert base == fastpath.fingerprint(seen, settings, "7", "0.1.0")
+    assert base != fastpath.fingerprint(seen, settings, "7", "0.2.0")
+    assert base != fastpath.fingerprint(seen, settings, "8", "0.1.0")
+    assert base != fastpath.fingerprint(fastpath.Seen("c" * 40, "b" * 40), settings, "7", "0.1.0")
+    assert base != fastpath.fingerprint(fastpath.Seen("a" * 40, None), settings, "7", "0.1.0")
     assert base != fastpath.fingerprint(seen, config.load(repo=str(tmp_path), dsn=db, require_signed=False,
-                                                          branch="release"), 7, "0.1.0")
+                                                          branch="release"), "7", "0.1.0")
 
 
 def test_a_pass_that_does_not_end_in_sync_leaves_no_short_cut(

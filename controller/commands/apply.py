@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from lockgate.controller import config, db
-from lockgate.controller.commands.common import add_dir, add_dsn, add_format
+from lockgate.controller.commands.common import add_dir, add_dsn, add_format, add_wait, engine_errors_exit, stop_on
 from lockgate.controller.engine import Blocked, Engine, Outcome
 from lockgate.controller.ledger import ApplierBusy
 from lockgate.hooks import migrationset
@@ -26,12 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_dsn(parser)
     add_wait(parser)
     add_format(parser)
-
-
-def add_wait(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--wait", action="store_true", help="wait for another running applier instead of exiting with 1"
-    )
 
 
 def describe(outcome: Outcome) -> str:
@@ -47,24 +37,6 @@ def describe(outcome: Outcome) -> str:
         return f"{label}: {outcome.reason or extra}"
     where = f" [{outcome.where}]" if outcome.where else ""
     return f"{label}: {outcome.reason}{where}"
-
-
-@contextmanager
-def stop_on(*signums: signal.Signals) -> Iterator[threading.Event]:
-    """An event these signals set instead of killing the process: the current batch (checkpointed)
-    or statement finishes and the run stops cleanly."""
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in signums}
-    try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def engine_errors_exit(exc: Exception) -> int:
-    print(f"lockgate: {exc}", file=sys.stderr)
-    return 1
 
 
 def run(args: argparse.Namespace) -> int:

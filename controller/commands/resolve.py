@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lockgate.controller import config, db
-from lockgate.controller.commands.apply import add_wait, engine_errors_exit
-from lockgate.controller.commands.common import add_dsn
+from lockgate.controller.commands.common import add_dsn, add_wait, engine_errors_exit
 from lockgate.controller.engine import Blocked, Engine
 from lockgate.controller.ledger import ApplierBusy
 

@@ -15,13 +15,8 @@ import sys
 import threading
 from contextlib import AbstractContextManager
 
-from lockgate.controller import config, db, fastpath, sync
-from lockgate.controller.cache import CacheBusy
-from lockgate.controller.commands.apply import add_wait, engine_errors_exit, stop_on
-from lockgate.controller.commands.common import add_dir, add_dsn, add_repo
-from lockgate.controller.engine import Blocked
-from lockgate.controller.ledger import ApplierBusy
-from lockgate.controller.source import SourceError
+from lockgate.controller import config, db, fastpath
+from lockgate.controller.commands.common import add_dir, add_dsn, add_repo, add_wait, engine_errors_exit, stop_on
 from lockgate.hooks.errors import UsageError
 
 
@@ -53,11 +48,23 @@ def run(args: argparse.Namespace) -> int:
     # Nothing changed since a pass left all in sync: two cheap questions instead of a fetch.
     head = fastpath.unchanged(settings, db.target_dsn(settings))
     if head is not None:
-        print(f"in sync at {head[:12]}: nothing changed since the last pass")
+        print(fastpath.said(head))
         return 0
+    return reconcile(settings, wait=args.wait)
+
+
+def reconcile(settings: config.Settings, *, wait: bool) -> int:
+    """The full pass. Its modules are imported here, not at the top: the no-op short cut needs
+    none of them, and importing them would cost it more than its git and database round trips."""
+    from lockgate.controller import sync
+    from lockgate.controller.cache import CacheBusy
+    from lockgate.controller.engine import Blocked
+    from lockgate.controller.ledger import ApplierBusy
+    from lockgate.controller.source import SourceError
+
     try:
         with stop_on_signals() as stop:
-            result = sync.run(settings, wait=args.wait, stop=stop)
+            result = sync.run(settings, wait=wait, stop=stop)
     except CacheBusy as exc:
         # The other process is doing this pass's work: stepping aside is success.
         print(f"lockgate sync: skipped: {exc}", file=sys.stderr)
