@@ -53,7 +53,8 @@ def _sarif_level(severity: Severity) -> str:
 
 
 def _sarif_rules() -> list[dict[str, Any]]:
-    from lockgate.hooks.docs import RuleInfo, rule_infos
+    from lockgate.hooks.codes import RuleInfo, rule_infos
+    from lockgate.hooks.docs import help_markdown
 
     def descriptor(info: RuleInfo) -> dict[str, Any]:
         return {
@@ -61,20 +62,12 @@ def _sarif_rules() -> list[dict[str, Any]]:
             "name": info.name,
             "shortDescription": {"text": info.summary},
             "fullDescription": {"text": info.lead},
-            "help": {"text": info.doc, "markdown": info.help_markdown()},
+            "help": {"text": info.doc, "markdown": help_markdown(info)},
             "defaultConfiguration": {"level": _sarif_level(info.severity)},
             "properties": {"tags": ["postgresql", "migrations"]},
         }
 
-    from lockgate.hooks.check import CHECK_CODES
-
-    # `lockgate check`'s LG9xx codes are not lint rules but appear in the same reports.
-    checks = (
-        RuleInfo(code=c.code, name=c.name, severity=c.severity, summary=c.summary, doc=c.doc,
-                 file_kinds=("up", "down", "validate"), squawk=(), bad=(), good=())
-        for c in CHECK_CODES
-    )
-    return [descriptor(info) for info in (*rule_infos(), *checks)]
+    return [descriptor(info) for info in rule_infos()]
 
 
 def _version() -> str:

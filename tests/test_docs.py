@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,18 @@ def test_committed_rules_md_is_up_to_date() -> None:
     assert RULES_MD.read_text(encoding="utf-8") == render(rule_infos()), (
         "docs/rules.md is stale: run `python -m lockgate.hooks.docs` and commit the result"
     )
+
+
+def test_every_code_lockgate_reports_has_a_section() -> None:
+    text = render(rule_infos())
+    sources = [*ROOT.joinpath("hooks").rglob("*.py"), *ROOT.joinpath("controller").rglob("*.py")]
+    used = {code for path in sources for code in re.findall(r"\"(LG\d{3})\"", path.read_text(encoding="utf-8"))}
+    assert used and all(f"\n## {code} " in text for code in used), sorted(c for c in used if f"## {c} " not in text)
+
+
+def test_lock_lines_come_from_the_lock_claims() -> None:
+    lg101 = next(i for i in rule_infos() if i.code == "LG101")
+    assert lg101.locks == ("`SHARE` on orders (blocks writes, scans it)", "`SHARE` on events (blocks writes, scans it)")
 
 
 def test_every_rule_has_an_index_row_and_a_section_with_its_examples() -> None:
@@ -55,7 +68,7 @@ def test_module_runs_as_a_script(tmp_path: Path) -> None:
         [sys.executable, "-m", "lockgate.hooks.docs", "--check", "--output", str(output)],
         capture_output=True, text=True, check=False,
     )
-    assert stale.returncode == 0 and output.read_text(encoding="utf-8").startswith("# Lint rules\n")
+    assert stale.returncode == 0 and output.read_text(encoding="utf-8").startswith("# Lint rules and finding codes\n")
 
 
 def test_committed_lock_matrix_is_up_to_date_and_shows_where_majors_differ() -> None:

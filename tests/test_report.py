@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from lockgate.hooks.check import CHECK_CODES
+from lockgate.hooks.codes import VERIFY_CODES
 from lockgate.hooks.lint import all_rules, lint_paths
 from lockgate.hooks.report import FORMATS, artifact_uri, as_github, as_json, as_text, sarif_log
 from lockgate.hooks.rules.base import Finding, Severity
@@ -80,7 +81,7 @@ def test_sarif_names_every_rule_and_locates_every_result(findings: list[Finding]
     log = json.loads(FORMATS["sarif"](findings))
     assert_valid_sarif(log)
     driver = log["runs"][0]["tool"]["driver"]
-    codes = ["LG000", *(r.code for r in all_rules()), *(c.code for c in CHECK_CODES)]
+    codes = ["LG000", *(r.code for r in all_rules()), *(c.code for c in CHECK_CODES), *(c.code for c in VERIFY_CODES)]
     assert [r["id"] for r in driver["rules"]] == codes
     lg101 = next(r for r in driver["rules"] if r["id"] == "LG101")
     assert lg101["shortDescription"]["text"] == "CREATE INDEX without CONCURRENTLY on an existing table"

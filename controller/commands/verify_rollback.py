@@ -18,16 +18,17 @@ from lockgate.controller.config import Settings
 from lockgate.controller.engine import Engine, Outcome
 from lockgate.controller.scratch import scratch_database
 from lockgate.hooks import migrationset
+from lockgate.hooks.codes import (
+    DOWN_FAILED,
+    EARLIER_FAILED,
+    GATE_FAILED,
+    SCHEMA_NOT_RESTORED,
+    UP_AGAIN_DIFFERS,
+    UP_AGAIN_FAILED,
+    UP_FAILED,
+)
 from lockgate.hooks.errors import Problem
 from lockgate.hooks.migrationset import FILE_NAME, Migration
-
-UP_FAILED = "LG951"
-GATE_FAILED = "LG952"
-DOWN_FAILED = "LG953"
-SCHEMA_NOT_RESTORED = "LG954"
-UP_AGAIN_FAILED = "LG955"
-UP_AGAIN_DIFFERS = "LG956"
-EARLIER_FAILED = "LG957"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
