@@ -131,6 +131,11 @@ PROBES = (
          setup="ALTER TABLE c ADD COLUMN g int GENERATED ALWAYS AS (id) STORED",
          teardown="ALTER TABLE c DROP COLUMN g"),
     Probe("ALTER TABLE c ADD CONSTRAINT c_a_nn NOT NULL a NOT VALID", since=18),
+    Probe("ALTER TABLE c ADD CONSTRAINT c_a_nn NOT NULL a", since=18),
+    Probe("ALTER TABLE c ADD CONSTRAINT c_a_small CHECK (a < 1000) NOT ENFORCED", since=18),
+    # 18's generated columns are virtual unless STORED: computed when read, so nothing is rewritten.
+    Probe("ALTER TABLE c ADD COLUMN z int GENERATED ALWAYS AS (a + 1)", since=18),
+    Probe("ALTER TABLE c ADD COLUMN z int GENERATED ALWAYS AS (a + 1) VIRTUAL", since=18),
     # LG204's advice on 18: the NOT VALID NOT NULL is validated later without blocking writes.
     Probe("ALTER TABLE c VALIDATE CONSTRAINT c_t_nn", since=18,
          setup="ALTER TABLE c ADD CONSTRAINT c_t_nn NOT NULL t NOT VALID",

@@ -237,6 +237,21 @@ def default_rewrite(column: Node, pg_version: int) -> str:
     return ""
 
 
+def not_null_without_long_lock(column: str, pg_version: int) -> str:
+    """How to make an existing, filled column NOT NULL without a scan under ACCESS EXCLUSIVE.
+
+    Proven per major by tests/test_lock_claims.py: PG18's NOT NULL … NOT VALID takes ACCESS
+    EXCLUSIVE without a scan and VALIDATE scans under SHARE UPDATE EXCLUSIVE; before 18 only a
+    CHECK can be added NOT VALID, and from 12 a valid one spares SET NOT NULL its scan.
+    """
+    if pg_version >= 18:
+        return f"ADD CONSTRAINT … NOT NULL {column} NOT VALID, then VALIDATE CONSTRAINT in a later migration"
+    if pg_version >= 12:
+        return (f"add CHECK ({column} IS NOT NULL) NOT VALID, VALIDATE it in a later migration, then "
+                "SET NOT NULL (no scan) and drop the CHECK")
+    return f"SET NOT NULL (PostgreSQL {pg_version} scans under {ACCESS_EXCLUSIVE} even with a valid CHECK)"
+
+
 # ---------------------------------------------------------------------------------------------
 # ALTER TABLE subcommands.
 
@@ -298,7 +313,10 @@ def _add_constraint(out: _Claims, table: str, constraint: Node, pg_version: int)
         out.add(table, SHARE_ROW_EXCLUSIVE, scan=validated, note=note)
         out.add(parent, SHARE_ROW_EXCLUSIVE, scan=validated, note=f"referenced by a foreign key of {table}")
     elif contype in ("CONSTR_CHECK", "CONSTR_NOTNULL"):
-        out.add(table, ACCESS_EXCLUSIVE, scan=validated, note="" if validated else "NOT VALID: no scan")
+        # PG18's CHECK … NOT ENFORCED is never checked, so the parser marks it not validated too.
+        enforced = contype == "CONSTR_NOTNULL" or constraint.get("is_enforced", False)
+        skipped = "NOT VALID: no scan" if enforced else "NOT ENFORCED: never checked"
+        out.add(table, ACCESS_EXCLUSIVE, scan=validated, note="" if validated else skipped)
     elif contype in ("CONSTR_UNIQUE", "CONSTR_PRIMARY") and constraint.get("indexname"):
         index = relation_key({"schemaname": None, "relname": constraint["indexname"]})
         out.add(table, ACCESS_EXCLUSIVE, note="a primary key over nullable columns also scans for NULLs"

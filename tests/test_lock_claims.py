@@ -30,6 +30,7 @@ from lockgate.hooks.locks import (
     SHARE_UPDATE_EXCLUSIVE,
     LockClaim,
     claims,
+    not_null_without_long_lock,
     strength,
 )
 from lockgate.hooks.sqlmodel import Statement, parse_sql
@@ -408,6 +409,36 @@ def test_lg204_valid_not_null_check_skips_the_scan(wconn: psycopg.Connection, pg
     else:
         flagged(sql, "LG204", pg)
         assert "c" in seen.scanned
+
+
+def test_lg204_and_lg508_advice_makes_a_filled_column_not_null_without_a_long_lock(
+        wconn: psycopg.Connection, pg: int) -> None:
+    # LG508's premise holds on every major: the statement fails on a table with rows.
+    assert _raises(wconn, "ALTER TABLE c ADD COLUMN z int NOT NULL").sqlstate == "23502"
+    assert not_null_without_long_lock("z", pg) in flagged("ALTER TABLE c ADD COLUMN z int NOT NULL", "LG508", pg)
+    assert not_null_without_long_lock("a", pg) in flagged("ALTER TABLE c ALTER COLUMN a SET NOT NULL", "LG204", pg)
+    add = "ALTER TABLE c ADD CONSTRAINT c_a_nn NOT NULL a NOT VALID"
+    if pg < 18:
+        # The CHECK route the advice gives here is proven by test_lg204_valid_not_null_check_skips_the_scan.
+        assert "NOT NULL a NOT VALID" not in not_null_without_long_lock("a", pg)
+        assert _raises(wconn, add).sqlstate == "42601"  # no such syntax before 18
+        return
+    not_flagged(add, "LG204", pg)
+    seen = observe(wconn, add)
+    assert seen.strongest("c") == ACCESS_EXCLUSIVE and "c" not in seen.scanned
+    wconn.execute(add)  # the first migration
+    try:
+        with pytest.raises(psycopg.errors.NotNullViolation):
+            wconn.execute("INSERT INTO c (id, a) VALUES (1000, NULL)")  # new rows are checked at once
+        validate = "ALTER TABLE c VALIDATE CONSTRAINT c_a_nn"  # the later migration
+        not_flagged(validate, "LG204", pg)
+        seen = observe(wconn, validate)
+        assert seen.strongest("c") == SHARE_UPDATE_EXCLUSIVE and "c" in seen.scanned
+        wconn.execute(validate)
+        row = wconn.execute("SELECT attnotnull FROM pg_attribute WHERE attrelid = 'c'::regclass AND attname = 'a'")
+        assert row.fetchone() == (True,)
+    finally:
+        wconn.execute("ALTER TABLE c DROP CONSTRAINT c_a_nn")
 
 
 def test_lg301_widening_is_not_a_rewrite(wconn: psycopg.Connection, pg: int) -> None:

@@ -9,6 +9,7 @@ from lockgate.hooks.locks import (
     SHARE_ROW_EXCLUSIVE,
     column_constraints,
     column_default,
+    not_null_without_long_lock,
     what_it_blocks,
 )
 from lockgate.hooks.rules._nodes import alter_cmds, existing_table
@@ -303,11 +304,7 @@ class SetNotNullScan(Rule):
         if pg_version < 12:
             return (f"{scan}; PostgreSQL {pg_version} scans even with a valid CHECK ({column} IS NOT NULL): "
                     "keep a validated CHECK instead, or run it in a quiet period")
-        pattern = (f"add CHECK ({column} IS NOT NULL) NOT VALID, VALIDATE it in a later migration, then "
-                   "SET NOT NULL (no scan) and drop the CHECK")
-        if pg_version >= 18:
-            pattern = f"ADD CONSTRAINT … NOT NULL {column} NOT VALID, then VALIDATE CONSTRAINT in a later migration"
-        return f"{scan}; {pattern}"
+        return f"{scan}; {not_null_without_long_lock(column, pg_version)}"
 
 
 class ExclusionConstraint(Rule):

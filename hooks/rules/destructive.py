@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from lockgate.hooks.locks import not_null_without_long_lock
 from lockgate.hooks.rules._nodes import (
     SERIAL_TYPES,
     alter_cmds,
@@ -321,7 +322,10 @@ class AddingRequiredField(Rule):
 
     For values computed per row: add the column nullable, backfill it with a batched UPDATE,
     add `CHECK (tier IS NOT NULL) NOT VALID`, `VALIDATE` it, then `SET NOT NULL` (PG12+ skips the
-    scan thanks to the valid CHECK). A table the same migration created is empty and not flagged.
+    scan thanks to the valid CHECK). On PostgreSQL 18, add `CONSTRAINT … NOT NULL tier NOT VALID`
+    instead (no scan; new rows are checked at once) and `VALIDATE CONSTRAINT` it in a later
+    migration (a scan under SHARE UPDATE EXCLUSIVE). A table the same migration created is empty
+    and not flagged.
     """
 
     code = "LG508"
@@ -333,14 +337,19 @@ class AddingRequiredField(Rule):
     good = (
         Example("ALTER TABLE customers ADD COLUMN tier text NOT NULL DEFAULT 'bronze';"),
         Example("ALTER TABLE customers ADD COLUMN tier text;"),
+        Example("ALTER TABLE customers ADD CONSTRAINT customers_tier_not_null NOT NULL tier NOT VALID;",
+                pg_version=18, note="after the backfill: no scan, new rows are checked; VALIDATE CONSTRAINT "
+                "in a later migration (before 18: a CHECK NOT VALID, VALIDATE, then SET NOT NULL)"),
     )
 
     def check(self, stmt: Statement, ctx: Context) -> Iterator[Hit | str]:
         for column, relation in column_defs(stmt):
             if _requires_value(column) and not ctx.is_new(relation):
+                name = column.get("colname", "")
                 yield (
-                    f"ADD COLUMN {column.get('colname', '')} NOT NULL without a default fails on a table with rows; "
-                    f"add a DEFAULT (PG11+: no rewrite), or add it nullable, backfill, then SET NOT NULL"
+                    f"ADD COLUMN {name} NOT NULL without a default fails on a table with rows; add a DEFAULT "
+                    f"(PG11+: no rewrite), or add it nullable, backfill, then "
+                    f"{not_null_without_long_lock(name, ctx.pg_version)}"
                 )
 
 
