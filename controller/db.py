@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +32,8 @@ def connect(dsn: str, *, application_name: str = "lockgate") -> psycopg.Connecti
         raise UsageError(f"cannot connect to the database: {Redactor()(first_line)}") from None
     except psycopg.ProgrammingError as exc:  # libpq could not read the DSN itself
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
+        # libpq quotes the word it choked on, which may be a password written without its `=`.
+        first_line = re.sub(r'after "[^"]*"', "after a word", first_line)
         raise UsageError(f"dsn: not a connection string libpq accepts: {Redactor()(first_line)}") from None
 
 

@@ -31,6 +31,7 @@ from pydantic import BaseModel
 from lockgate.controller import backfill, db, faultpoints, lifecycle, snapshot, validation
 from lockgate.controller.config import Settings
 from lockgate.controller.ledger import (
+    Event,
     Ledger,
     LedgerEntry,
     LedgerRecord,
@@ -311,7 +312,7 @@ class Engine:
         """The ConnectionLost to raise, noted in the ledger when the applier's own session still works."""
         # When the applier's session is gone too, the ledger row `applying` is the record.
         with contextlib.suppress(psycopg.Error):
-            self.ledger.event(version, "connection lost", {"error": str(exc).strip()[:300]})
+            self.ledger.event(version, Event.CONNECTION_LOST, {"error": str(exc).strip()[:300]})
         return ConnectionLost(version, exc)
 
     def _hold_lock(self) -> None:
@@ -332,7 +333,7 @@ class Engine:
             raise UsageError(f"{migration.version} has not failed ({state}); nothing to retry")
         if retry and entry is not None:
             # Kept so that sync can say on the commit how a failed migration came to be applied.
-            self.ledger.event(migration.version, "retry", {"after": entry.status}, commit)
+            self.ledger.event(migration.version, Event.RETRY, {"after": entry.status}, commit)
         move = lifecycle.next_move(state, retry=retry, atomic=is_atomic(up_steps))
         if move is Move.SKIP:
             return self._outcome(migration, "applied", started, reason="already applied")
@@ -360,7 +361,7 @@ class Engine:
                 )
             baseline = Baseline.model_validate(entry.baseline)
             done = entry.steps_done
-            self.ledger.event(migration.version, "resumed", {"steps_done": done}, commit)
+            self.ledger.event(migration.version, Event.RESUMED, {"steps_done": done}, commit)
         else:
             baseline = snapshot.capture(self.conn, migration.up.sql, ledger_schema=self.settings.ledger_schema)
             done = 0
@@ -451,7 +452,7 @@ class Engine:
                     raise exc.__cause__ from None
                 message = _message(exc) if isinstance(exc, psycopg.Error) else str(exc)
                 raise StepFailed(f"batched {step.first.kind}: {message}", path, step.first) from None
-            self.ledger.event(version, "batches", {"step": step.number, "rows": result.rows,
+            self.ledger.event(version, Event.BATCHES, {"step": step.number, "rows": result.rows,
                                                    "batches": result.batches, "completed": result.completed})
             if not result.completed:
                 return False
@@ -503,7 +504,7 @@ class Engine:
         if self._sent_before(version, step):
             self._rerun(version, step.first)
         else:
-            self.ledger.event(version, "step started", {"step": step.number})
+            self.ledger.event(version, Event.STEP_STARTED, {"step": step.number})
             self._execute(step.first)
         faultpoints.reached(point)
         on_commit()
@@ -511,9 +512,9 @@ class Engine:
     def _sent_before(self, version: str, step: Step) -> bool:
         """Whether this run of the migration already sent this bare step (a crashed or timed-out try)."""
         for event, detail in reversed(self.ledger.events(version)):
-            if event == "step started" and detail.get("step") == step.number:
+            if event is Event.STEP_STARTED and detail.get("step") == step.number:
                 return True
-            if event == "started":
+            if event is Event.STARTED:
                 return False
         return False
 
@@ -522,14 +523,14 @@ class Engine:
         leftover = self._invalid_index(stmt)
         if leftover is not None:  # a CONCURRENTLY build cut short leaves an invalid index behind
             self.conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(leftover))
-            self.ledger.event(version, "dropped an invalid index left by an earlier try",
+            self.ledger.event(version, Event.DROPPED_INVALID_INDEX,
                               {"index": leftover.as_string(self.conn), "line": stmt.line})
         try:
             self._execute(stmt)
         except _StatementError as exc:
             if exc.cause.sqlstate not in _TOOK_EFFECT:
                 raise
-            self.ledger.event(version, "already took effect", {"line": stmt.line, "error": _message(exc.cause)})
+            self.ledger.event(version, Event.ALREADY_TOOK_EFFECT, {"line": stmt.line, "error": _message(exc.cause)})
 
     def _drop_own_invalid_index(self, version: str, stmt: Statement, baseline: Baseline) -> None:
         """Drop the INVALID index a failed `CREATE INDEX CONCURRENTLY` of this migration left behind.
@@ -544,7 +545,7 @@ class Engine:
         if any(f"index {name}" in objects for objects in baseline.catalog.values() if isinstance(objects, dict)):
             return
         self.conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(leftover))
-        self.ledger.event(version, "dropped the invalid index its failed build left",
+        self.ledger.event(version, Event.DROPPED_OWN_INVALID_INDEX,
                           {"index": leftover.as_string(self.conn), "line": stmt.line})
 
     def _invalid_index(self, stmt: Statement) -> sql.Identifier | None:
@@ -586,7 +587,7 @@ class Engine:
                         path, exc.stmt,
                     ) from None
                 delay = self.settings.retry_backoff * 2**n
-                self.ledger.event(version, "lock timeout", {
+                self.ledger.event(version, Event.LOCK_TIMEOUT, {
                     "attempt": n + 1, "retry_in_s": delay, "blockers": blockers, "line": exc.stmt.line,
                     "lock_timeout_s": lock_s,
                 })
@@ -625,7 +626,7 @@ class Engine:
                          commit: str | None) -> Outcome:
         """Go on with the rollback a crashed run began, from the first down step it did not commit."""
         assert entry.baseline is not None and entry.undo_steps_done is not None
-        self.ledger.event(migration.version, "rollback resumed", {"undo_steps_done": entry.undo_steps_done}, commit)
+        self.ledger.event(migration.version, Event.ROLLBACK_RESUMED, {"undo_steps_done": entry.undo_steps_done}, commit)
         gates = [GateResult.model_validate(g) for g in entry.validation or []]
         failed = validation.failures(gates)
         where = f"{migration.validate.path}:{failed[0].line}:1" if failed else None
@@ -703,10 +704,10 @@ class Engine:
         self._override = parse_sql(Path(f"{version}_{entry.name}.up.sql"), entry.up_sql).timeout
         baseline = Baseline.model_validate(entry.baseline)
         rows_before = snapshot.row_counts(self.conn, self._tables(baseline))
-        if entry.undo_steps_done is None:
+        if lifecycle.rollback_move(entry) is Move.RUN:
             self.ledger.undo_started(version, error=None, validation=None, commit=commit)
         else:
-            self.ledger.event(version, "rollback resumed", {"undo_steps_done": entry.undo_steps_done}, commit)
+            self.ledger.event(version, Event.ROLLBACK_RESUMED, {"undo_steps_done": entry.undo_steps_done}, commit)
         undone = self._undo(version, down, baseline, done=entry.undo_steps_done or 0)
         self.ledger.finish(version, undone.status, schema_restored=undone.restored,
                            error=None if undone.status == "rolled_back" else undone.detail, commit=commit)
@@ -731,7 +732,7 @@ class Engine:
         return snapshot.existing_tables(self.conn, list(baseline.row_counts))
 
     def _interrupted(self, migration: Migration, baseline: Baseline, started: datetime, step: Step) -> Outcome:
-        self.ledger.event(migration.version, "interrupted", {"step": step.number})
+        self.ledger.event(migration.version, Event.INTERRUPTED, {"step": step.number})
         return self._outcome(
             migration, "interrupted", started, baseline=baseline,
             reason=f"stopped at step {step.number}; the next run resumes it",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 import psycopg
@@ -22,6 +23,44 @@ from lockgate.controller import backfill
 from lockgate.controller.checkpoints import CHECKPOINTS
 
 Status = Literal["applying", "applied", "failed", "rolled_back", "dirty"]
+
+
+class Event(StrEnum):
+    """The names of the ledger's history events (`events.event`), written and read back by name."""
+
+    STARTED = "started"
+    RESUMED = "resumed"
+    RETRY = "retry"
+    STEP_STARTED = "step started"
+    ALREADY_TOOK_EFFECT = "already took effect"
+    DROPPED_INVALID_INDEX = "dropped an invalid index left by an earlier try"
+    DROPPED_OWN_INVALID_INDEX = "dropped the invalid index its failed build left"
+    LOCK_TIMEOUT = "lock timeout"
+    BATCHES = "batches"
+    INTERRUPTED = "interrupted"
+    CONNECTION_LOST = "connection lost"
+    ROLLBACK_STARTED = "rollback started"
+    ROLLBACK_RESUMED = "rollback resumed"
+    # A run's end: the status it left.
+    APPLIED = "applied"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    DIRTY = "dirty"
+    # `lockgate resolve`
+    RESOLVED_AS_APPLIED = "resolved as applied"
+    RESOLVED_AS_ROLLED_BACK = "resolved as rolled_back"
+
+    @classmethod
+    def finished_as(cls, status: Status) -> Event:
+        return cls(status)
+
+    @classmethod
+    def resolved_as(cls, status: Status) -> Event:
+        return cls(f"resolved as {status}")
+
+    @property
+    def resolves(self) -> bool:
+        return self in (Event.RESOLVED_AS_APPLIED, Event.RESOLVED_AS_ROLLED_BACK)
 
 # Upgrade steps, in order; `{schema}` is filled in with psycopg.sql. Never edit a step that
 # has shipped: append a new one.
@@ -284,7 +323,7 @@ class Ledger:
             values,
         )
         self._clear_run_state(record["version"])
-        self.event(record["version"], "started", {"name": record["name"]}, record.get("commit_sha"))
+        self.event(record["version"], Event.STARTED, {"name": record["name"]}, record.get("commit_sha"))
 
     def _clear_run_state(self, version: str) -> None:
         """Forget how far an earlier run of the version got: a fresh run (a re-land after a revert,
@@ -310,7 +349,7 @@ class Ledger:
             ).format(self._table),
             (error, Jsonb(validation) if validation is not None else None, version),
         )
-        self.event(version, "rollback started", {}, commit)
+        self.event(version, Event.ROLLBACK_STARTED, {}, commit)
 
     def undo_step_done(self, version: str, undo_steps_done: int) -> None:
         self.conn.execute(
@@ -328,14 +367,17 @@ class Ledger:
         error: str | None = None,
         commit: str | None = None,
     ) -> None:
+        """A run ends in `status`: every column of that state is written, and the rollback's progress
+        is cleared (a final state holds no run state; a later rollback starts from the first down step)."""
         self.conn.execute(
             sql.SQL(
                 "UPDATE {} SET status = %s, finished_at = clock_timestamp(), "
-                "validation = coalesce(%s, validation), schema_restored = %s, error = %s WHERE version = %s"
+                "validation = coalesce(%s, validation), schema_restored = %s, error = %s, undo_steps_done = NULL "
+                "WHERE version = %s"
             ).format(self._table),
             (status, Jsonb(validation) if validation is not None else None, schema_restored, error, version),
         )
-        self.event(version, status, {"error": error} if error else {}, commit)
+        self.event(version, Event.finished_as(status), {"error": error} if error else {}, commit)
 
     def set_status(self, version: str, status: Status, *, note: str, commit: str | None = None) -> None:
         """A status change made by a human (`lockgate resolve`), kept in the history.
@@ -350,19 +392,19 @@ class Ledger:
             (status, version),
         )
         self._clear_run_state(version)
-        self.event(version, f"resolved as {status}", {"note": note}, commit)
+        self.event(version, Event.resolved_as(status), {"note": note}, commit)
 
-    def event(self, version: str, event: str, detail: dict[str, Any], commit: str | None = None) -> None:
+    def event(self, version: str, event: Event, detail: dict[str, Any], commit: str | None = None) -> None:
         self.conn.execute(
             sql.SQL("INSERT INTO {} (version, event, detail, commit_sha) VALUES (%s, %s, %s, %s)").format(
                 self._events
             ),
-            (version, event, Jsonb(detail), commit),
+            (version, str(event), Jsonb(detail), commit),
         )
 
-    def events(self, version: str) -> list[tuple[str, dict[str, Any]]]:
+    def events(self, version: str) -> list[tuple[Event, dict[str, Any]]]:
         rows = self.conn.execute(
             sql.SQL("SELECT event, detail FROM {} WHERE version = %s ORDER BY id").format(self._events),
             (version,),
         ).fetchall()
-        return [(event, detail) for event, detail in rows]
+        return [(Event(event), detail) for event, detail in rows]

@@ -91,6 +91,12 @@ def next_move(state: State, *, retry: bool = False, atomic: bool = False) -> Mov
     }[state]
 
 
+def rollback_move(entry: LedgerEntry) -> Move:
+    """What rolling back an applied migration does: run its down from the first step, or finish the
+    rollback a crashed run began (a revert's rollback keeps the row `applied` until it ends)."""
+    return Move.RUN if entry.undo_steps_done is None else Move.FINISH_ROLLBACK
+
+
 def describe(state: State, version: str) -> str:
     """The state in a plan's words: what `apply`/`sync` will do with it."""
     return {

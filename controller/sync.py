@@ -43,7 +43,7 @@ from typing import Any, Literal
 from lockgate.controller import approval, db, fastpath, forges, kube, lifecycle, redact
 from lockgate.controller.config import Settings
 from lockgate.controller.engine import Engine, Outcome
-from lockgate.controller.ledger import Ledger, LedgerEntry, LedgerRecord
+from lockgate.controller.ledger import Event, Ledger, LedgerEntry, LedgerRecord
 from lockgate.controller.lifecycle import Move, State
 from lockgate.controller.source import (
     REMOTE,
@@ -335,7 +335,7 @@ def notes_behind(
 
 
 def from_ledger(
-    row: LedgerRecord, outcome: NoteOutcome, events: Sequence[tuple[str, dict[str, Any]]]
+    row: LedgerRecord, outcome: NoteOutcome, events: Sequence[tuple[Event, dict[str, Any]]]
 ) -> MigrationRecord:
     """The note record of a row that changed outside a pass; the reason says who changed it, from the row's events."""
     assert row.finished_at is not None, "only final rows are noted"
@@ -362,15 +362,15 @@ def from_ledger(
     )
 
 
-def changed_by(events: Sequence[tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, Any]] | None:
+def changed_by(events: Sequence[tuple[Event, dict[str, Any]]]) -> tuple[Event, dict[str, Any]] | None:
     """The event that began the row's current state when a command did: a resolve, or the retry
     right before the last run started; None when the last run was started otherwise."""
     for at in range(len(events) - 1, -1, -1):
         event = events[at][0]
-        if event.startswith("resolved as "):
+        if event.resolves:
             return events[at]
-        if event == "started":
-            return events[at - 1] if at and events[at - 1][0] == "retry" else None
+        if event is Event.STARTED:
+            return events[at - 1] if at and events[at - 1][0] is Event.RETRY else None
     return None
 
 

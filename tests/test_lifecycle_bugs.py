@@ -135,3 +135,28 @@ def test_plan_says_what_apply_then_does_after_a_rollback_by_revert(db: str, tmp_
         with pytest.raises(UsageError, match="has not failed"):
             engine.apply(migrations.migrations[0], retry=True)
         assert engine.apply(migrations.migrations[0]).status == "applied"  # as the plan said
+
+
+def test_a_malformed_dsn_never_echoes_the_word_libpq_choked_on(tmp_path: Path) -> None:
+    # A password written without its `=`: libpq's message quotes it.
+    (tmp_path / "migrations").mkdir()
+    done = lockgate("plan", cwd=tmp_path, env={"LOCKGATE_DSN": "host=127.0.0.1 password hunter2"})
+
+    assert done.returncode == 2
+    assert done.stderr.startswith("lockgate plan: dsn: not a connection string libpq accepts")
+    assert "hunter2" not in done.stderr
+
+
+def test_an_unexpected_error_is_one_redacted_line_and_its_traceback_only_on_request(db: str, tmp_path: Path) -> None:
+    # A ledger table made by hand with other columns: nothing lockgate expects of its own schema.
+    execute(db, "CREATE SCHEMA lockgate; CREATE TABLE lockgate.migrations (v text)")
+    (tmp_path / "migrations").mkdir()
+    env = {"LOCKGATE_DSN": db.replace("dbname=", "password=hunter2 dbname=")}
+
+    plain = lockgate("plan", cwd=tmp_path, env=env)
+    debug = lockgate("plan", cwd=tmp_path, env=env | {"LOCKGATE_DEBUG": "1"})
+
+    assert plain.returncode == 1
+    assert plain.stderr.startswith("lockgate plan: unexpected error: UndefinedColumn")
+    assert plain.stderr.count("\n") == 1 and "Traceback" not in plain.stderr and "hunter2" not in plain.stderr
+    assert "Traceback" in debug.stderr

@@ -16,7 +16,7 @@ import pytest
 from kmock import KubernetesEmulator
 
 from lockgate.controller import config, sync
-from lockgate.controller.ledger import LedgerEntry
+from lockgate.controller.ledger import Event, LedgerEntry
 from lockgate.controller.source import BranchHistory, CommitRef, MigrationChange
 from lockgate.controller.status import MigrationRecord, Outcome, StatusNote, parse
 from lockgate.hooks import migrationset, sumfile
@@ -255,10 +255,10 @@ def test_a_dirty_migration_resolved_by_hand_is_noted_as_the_failure_it_was(
 
 
 def test_the_reason_names_the_command_that_changed_the_row() -> None:
-    retried = [("started", {}), ("failed", {"error": "gate"}), ("retry", {"after": "failed"}), ("started", {}),
-               ("applied", {})]
-    resolved = [("started", {}), ("dirty", {}), ("resolved as rolled_back", {"note": "by hand"})]
-    applied_again = [*retried, ("started", {}), ("applied", {})]
+    started, failed, applied, retry = Event.STARTED, Event.FAILED, Event.APPLIED, Event.RETRY
+    retried = [(started, {}), (failed, {"error": "gate"}), (retry, {"after": "failed"}), (started, {}), (applied, {})]
+    resolved = [(started, {}), (Event.DIRTY, {}), (Event.RESOLVED_AS_ROLLED_BACK, {"note": "by hand"})]
+    applied_again = [*retried, (started, {}), (applied, {})]
 
     assert sync.changed_by(retried) == ("retry", {"after": "failed"})
     assert sync.changed_by(resolved) == ("resolved as rolled_back", {"note": "by hand"})

@@ -61,6 +61,24 @@ def apply(directory: Path, dsn: str, *, kill_at: str | None = None,
     return lockgate("apply", "--dir", str(directory), "--dsn", dsn, "--wait", env=env, kill_at=kill_at)
 
 
+ROLLBACK = """
+import sys
+from lockgate.controller.config import Settings
+from lockgate.controller.engine import Engine
+
+with Engine(Settings(lock_timeout=1, retry_backoff=0.05), sys.argv[1], wait=True) as engine:
+    outcome = engine.rollback(sys.argv[2])
+print(outcome.status, outcome.schema_restored)
+"""
+
+
+def roll_back(dsn: str, kill_at: str | None = None, version: str = "4000") -> subprocess.CompletedProcess[str]:
+    """`Engine.rollback` of an applied migration in a process of its own: the path `sync` takes on a revert."""
+    env = {k: v for k, v in os.environ.items() if k != KILL_AT} | ({KILL_AT: kill_at} if kill_at else {})
+    return subprocess.run([sys.executable, "-c", ROLLBACK, dsn, version], capture_output=True, text=True, env=env,
+                          check=False, timeout=120)
+
+
 def spawn_apply(directory: Path, dsn: str, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     environ = {k: v for k, v in os.environ.items() if k != KILL_AT} | FAST_ENV | (env or {})
     return subprocess.Popen([*LOCKGATE, "apply", "--dir", str(directory), "--dsn", dsn, *extra], env=environ,
