@@ -11,7 +11,16 @@ import argparse
 import signal
 
 from lockgate.controller import config, db
-from lockgate.controller.commands.common import add_dir, add_dsn, add_format, add_wait, engine_errors_exit, stop_on
+from lockgate.controller.applying import apply_pending
+from lockgate.controller.commands.common import (
+    add_dir,
+    add_dsn,
+    add_format,
+    add_wait,
+    describe,
+    engine_errors_exit,
+    stop_on,
+)
 from lockgate.controller.engine import Blocked, Engine, Outcome
 from lockgate.controller.ledger import ApplierBusy
 from lockgate.hooks import migrationset
@@ -24,40 +33,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_format(parser)
 
 
-def describe(outcome: Outcome) -> str:
-    """One line per migration for the terminal."""
-    label = f"{outcome.status:<11} {outcome.version}_{outcome.name} ({outcome.duration_s:.2f}s)"
-    if outcome.status == "applied":
-        gates = [g for g in outcome.validation if g.passed is not None]
-        rows = ", ".join(
-            f"{t} {outcome.rows_before.get(t, '-')}→{outcome.rows_after.get(t, '-')}"
-            for t in sorted(outcome.rows_before.keys() | outcome.rows_after.keys())
-        )
-        extra = f"{len(gates)} gates passed" + (f"; rows {rows}" if rows else "")
-        return f"{label}: {outcome.reason or extra}"
-    where = f" [{outcome.where}]" if outcome.where else ""
-    return f"{label}: {outcome.reason}{where}"
-
-
 def run(args: argparse.Namespace) -> int:
     settings = config.load(dir=args.dir, dsn=args.dsn)
     migrations = migrationset.load(settings.dir)
     migrationset.parse_all(migrations)
     outcomes: list[Outcome] = []
+
+    def show(outcome: Outcome) -> None:
+        if args.format == "text":
+            print(describe(outcome), flush=True)
+
     try:
         with (
             stop_on(signal.SIGTERM) as stop,
             Engine(settings, db.target_dsn(settings), wait=args.wait, stop=stop) as engine,
         ):
-            todo = engine.pending(migrations)
-            engine.check(todo)
-            for migration in todo:
-                outcome = engine.apply(migration)
-                outcomes.append(outcome)
-                if args.format == "text":
-                    print(describe(outcome), flush=True)
-                if outcome.status != "applied":
-                    break
+            outcomes = apply_pending(engine, migrations, on_outcome=show)
     except (ApplierBusy, Blocked) as exc:
         return engine_errors_exit(exc)
     if args.format == "json":

@@ -1,4 +1,5 @@
-"""Options shared by several commands (each with its LOCKGATE_* environment twin), and how they stop and fail."""
+"""What several commands share: options (each with its LOCKGATE_* environment twin), the stop
+signal, the one-line report of an outcome, and the exit for a run the ledger or lock refused."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # `lockgate lint` imports these options and must not pay for psycopg
+    from lockgate.controller.engine import Outcome
 
 
 def add_dir(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +46,21 @@ def add_wait(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def describe(outcome: Outcome) -> str:
+    """One line per migration for the terminal."""
+    label = f"{outcome.status:<11} {outcome.version}_{outcome.name} ({outcome.duration_s:.2f}s)"
+    if outcome.status == "applied":
+        gates = [g for g in outcome.validation if g.passed is not None]
+        rows = ", ".join(
+            f"{t} {outcome.rows_before.get(t, '-')}→{outcome.rows_after.get(t, '-')}"
+            for t in sorted(outcome.rows_before.keys() | outcome.rows_after.keys())
+        )
+        extra = f"{len(gates)} gates passed" + (f"; rows {rows}" if rows else "")
+        return f"{label}: {outcome.reason or extra}"
+    where = f" [{outcome.where}]" if outcome.where else ""
+    return f"{label}: {outcome.reason}{where}"
+
+
 @contextmanager
 def stop_on(*signums: signal.Signals) -> Iterator[threading.Event]:
     """An event these signals set instead of killing the process: the current batch (checkpointed)
@@ -57,3 +77,18 @@ def stop_on(*signums: signal.Signals) -> Iterator[threading.Event]:
 def engine_errors_exit(exc: Exception) -> int:
     print(f"lockgate: {exc}", file=sys.stderr)
     return 1
+
+
+def pause_switch(args: argparse.Namespace, *, paused: bool) -> int:
+    """Flip the switch that holds every batched backfill of the database between batches."""
+    from lockgate.controller import db
+    from lockgate.controller.checkpoints import ensure_tables, set_paused
+    from lockgate.controller.config import load
+
+    settings = load(dsn=args.dsn)
+    with db.connect(db.target_dsn(settings)) as conn:
+        ensure_tables(conn, settings.ledger_schema)
+        set_paused(conn, settings.ledger_schema, paused)
+    state = "paused: running backfills wait after their current batch" if paused else "resumed"
+    print(f"batched backfills {state}")
+    return 0

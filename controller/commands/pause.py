@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lockgate.controller.commands import switch
-from lockgate.controller.commands.common import add_dsn
+from lockgate.controller.commands.common import add_dsn, pause_switch
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,4 +12,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return switch.flip(args, paused=True)
+    return pause_switch(args, paused=True)

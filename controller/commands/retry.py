@@ -6,8 +6,7 @@ import argparse
 import signal
 
 from lockgate.controller import config, db
-from lockgate.controller.commands.apply import describe
-from lockgate.controller.commands.common import add_dir, add_dsn, add_wait, engine_errors_exit, stop_on
+from lockgate.controller.commands.common import add_dir, add_dsn, add_wait, describe, engine_errors_exit, stop_on
 from lockgate.controller.engine import Blocked, Engine
 from lockgate.controller.ledger import ApplierBusy
 from lockgate.hooks import migrationset
