@@ -98,7 +98,7 @@ def pair_findings(migration: Migration) -> list[Finding]:
 
 
 def sum_findings(migration_set: MigrationSet) -> list[Finding]:
-    return [_error(SUM_MISMATCH, p.path, f"{p.message}; run `lockgate hash` if that was intended", p.line)
+    return [_error(SUM_MISMATCH, p.path, f"{p.message}; {p.fix}" if p.fix else p.message, p.line)
             for p in sumfile.verify(migration_set)]
 
 

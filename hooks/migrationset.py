@@ -11,7 +11,12 @@ from lockgate.hooks.errors import InputError, Problem
 from lockgate.hooks.sqlmodel import SqlFile, parse_sql
 
 KINDS = ("up", "down", "validate")
-FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[a-z0-9][a-z0-9_]*)\.(?P<kind>up|down|validate)\.sql$")
+# golang-migrate's grammar: digits, `_`, a title, the kind. The title may hold anything but a path separator
+# (dots included: `0002_1.7.0_schema.up.sql`); whitespace and control characters are refused too, because
+# names are written one per line, space-separated, in lockgate.sum and in every one-line message.
+FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[^/\\\s\x00-\x1f\x7f]+?)\.(?P<kind>up|down|validate)\.sql$")
+FILE_NAME_GRAMMAR = "<digits>_<title>.(up|down|validate).sql, the title without path separators or whitespace"
+# What `lockgate new` writes: a lowercase slug.
 NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 SUM_FILE = "lockgate.sum"
 # A migrations folder is a plain folder of plain files. Anything else would read as "every
@@ -136,7 +141,7 @@ def from_files(
         if not m:
             problems.append(Problem(
                 path, 1, 1,
-                "bad migration file name: expected <digits>_<lowercase_name>.(up|down|validate).sql",
+                f"bad migration file name: expected {FILE_NAME_GRAMMAR}",
             ))
             continue
         try:

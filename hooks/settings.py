@@ -9,13 +9,12 @@ needs through `lint_settings`.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lockgate.hooks.errors import InputError
+from lockgate.hooks.errors import InputError, UsageError
 
 ENV_PREFIX = "LOCKGATE_"
 DEFAULT_PG_VERSION = 15
@@ -35,6 +34,8 @@ def pyproject_table(start: Path) -> tuple[Path | None, dict[str, Any]]:
     path = find_pyproject(start)
     if path is None:
         return None, {}
+    import tomllib  # only when there is a file to read: its import is a few ms of `lockgate lint`
+
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
@@ -55,23 +56,35 @@ class LintSettings:
 
 
 def lint_settings(*, dir: str | None = None, pg_version: int | None = None, cwd: Path | None = None) -> LintSettings:
-    """The lint path's settings; a bad value is an InputError naming the key."""
+    """The lint path's settings. A bad value in pyproject.toml is an InputError at that file; one from the
+    environment or a flag is a UsageError naming the variable or the flag."""
     cwd = cwd or Path.cwd()
     source, table = pyproject_table(cwd)
     env = environment()
-    merged: dict[str, tuple[Any, str]] = {k: (v, f"{source} [tool.lockgate] {k}") for k, v in table.items()}
-    merged.update({k: (v, f"environment {ENV_PREFIX}{k.upper()}") for k, v in env.items()})
-    raw_version, where = merged.get("target_pg_version", (DEFAULT_PG_VERSION, "default"))
+    raw_version: Any = DEFAULT_PG_VERSION
+    where = "default"
     if pg_version is not None:
         raw_version, where = pg_version, "--pg-version"
+    elif (env_version := env.get("target_pg_version")) is not None:
+        raw_version, where = env_version, f"environment variable {ENV_PREFIX}TARGET_PG_VERSION"
+    elif "target_pg_version" in table:
+        raw_version, where = table["target_pg_version"], f"{source} [tool.lockgate] target_pg_version"
     try:
         version = int(raw_version)
     except (TypeError, ValueError):
         version = -1
     if version not in SUPPORTED_PG_VERSIONS:
-        raise InputError.at(
-            Path(where.split(" ")[0]) if source else Path("settings"), 1, 1,
-            f"target_pg_version={raw_version!r} ({where}): expected a PostgreSQL major version 10-18",
-        )
-    directory = dir or str(merged.get("dir", ("migrations", ""))[0])
+        message = f"target_pg_version={raw_version!r}: expected a PostgreSQL major version 10-18"
+        if source is not None and where.startswith(str(source)):
+            raise InputError.at(source, _line_of(source, "target_pg_version"), 1, f"{message} ([tool.lockgate])")
+        raise UsageError(f"{message} (from {where})")
+    directory = dir or env.get("dir") or str(table.get("dir", "migrations"))
     return LintSettings(dir=Path(directory), target_pg_version=version)
+
+
+def _line_of(path: Path, key: str) -> int:
+    """The first line of `path` that sets `key` (either spelling), for the error's location."""
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if line.lstrip().startswith((key.replace("_", "-"), key)):
+            return number
+    return 1

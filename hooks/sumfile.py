@@ -46,6 +46,8 @@ class SumProblem:
     path: Path
     line: int
     message: str
+    # What `lockgate check` suggests after the message; None when the message already says it.
+    fix: str | None = "run `lockgate hash` if that was intended"
 
 
 def read(path: Path) -> list[tuple[str, str]]:
@@ -67,7 +69,7 @@ def verify(migration_set: MigrationSet) -> list[SumProblem]:
     """What differs between the files and lockgate.sum; empty when they match."""
     path = migration_set.directory / SUM_FILE
     if not path.exists():
-        return [SumProblem(path, 1, "lockgate.sum is missing: run `lockgate hash`")]
+        return [SumProblem(path, 1, "lockgate.sum is missing: run `lockgate hash`", fix=None)]
     recorded = read(path)
     actual = compute(migration_set)
     if recorded == actual:

@@ -110,7 +110,7 @@ def test_lint_reports_bad_input_as_one_line_and_exit_2(tmp_path: Path, case: str
         ({"1_a.up.sql": "SELECT 1;", "1_a.down.sql": OK_DOWN}, "1_a has no validate file"),
         ({"20240101_x.up.sql": "SELECT 1;", "20240101_y.up.sql": "SELECT 1;"}, "duplicate version 20240101"),
         ({"add_tier.up.sql": "SELECT 1;"}, "bad migration file name"),
-        ({"1_Add-Tier.up.sql": "SELECT 1;"}, "bad migration file name"),
+        ({"1_add tier.up.sql": "SELECT 1;"}, "bad migration file name"),
         ({"1_a.up.sql": "SELECT 1;", "01_b.up.sql": "SELECT 1;"}, "is the same number as"),
     ],
 )

@@ -97,6 +97,15 @@ def test_an_edit_without_rehash_is_a_sum_mismatch(project: Path) -> None:
     )
 
 
+def test_a_missing_sum_file_says_what_to_run_once(project: Path) -> None:
+    (project / "migrations" / "lockgate.sum").unlink()
+    done = lockgate("check", cwd=project)
+    assert done.returncode == 1
+    assert done.stdout.splitlines()[0] == (
+        "migrations/lockgate.sum:1:1: LG904 lockgate.sum is missing: run `lockgate hash`"
+    )
+
+
 def test_irreversible_changes_warn_without_failing_and_can_be_accepted(project: Path) -> None:
     migrations = project / "migrations"
     name = "20240301000000_touch_orders"

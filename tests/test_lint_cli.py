@@ -76,6 +76,20 @@ def test_default_lints_the_configured_directory(project: Path) -> None:
     assert [r["path"] for r in json.loads(done.stdout)] == ["migrations/2_index.up.sql"]
 
 
+def test_a_directory_argument_lints_the_sql_files_under_it(project: Path) -> None:
+    write(project, "1_customers.up.sql", SAFE_UP)
+    write(project, "2_index.up.sql", UNSAFE_UP)
+    (project / "migrations" / "postgres").mkdir()
+    write(project, "postgres/3_index.up.sql", "DROP INDEX orders_at_idx;\n")
+    write(project, "README.md", UNSAFE_UP)
+    for arg in ("migrations", "migrations/"):
+        done = run_lint(project, "--format", "json", "--dir", "nowhere", arg)
+        assert done.returncode == 1, done.stderr
+        assert [(r["path"], r["rule"]) for r in json.loads(done.stdout)] == [
+            ("migrations/2_index.up.sql", "LG101"), ("migrations/postgres/3_index.up.sql", "LG102"),
+        ]
+
+
 def test_unparsable_file_is_one_lg000_finding_with_exit_2(project: Path) -> None:
     write(project, "1_customers.up.sql", SAFE_UP)
     name = write(project, "2_broken.up.sql", "SELECT 1;\nALTER TABLE customers ADD COLUMN;\n")
@@ -108,6 +122,30 @@ def test_bad_flags_exit_2_without_a_traceback(project: Path, args: list[str]) ->
     done = run_lint(project, *args)
     assert done.returncode == 2 and done.stdout == ""
     assert "Traceback" not in done.stderr and done.stderr.strip()
+
+
+@pytest.mark.parametrize(("args", "env", "line"), [
+    (["--pg-version", "99"], {},
+     "lockgate lint: target_pg_version=99: expected a PostgreSQL major version 10-18 (from --pg-version)"),
+    ([], {"LOCKGATE_TARGET_PG_VERSION": "9.6"},
+     "lockgate lint: target_pg_version='9.6': expected a PostgreSQL major version 10-18 "
+     "(from environment variable LOCKGATE_TARGET_PG_VERSION)"),
+])
+def test_a_bad_setting_names_the_flag_or_the_variable_not_a_file(
+    project: Path, args: list[str], env: dict[str, str], line: str
+) -> None:
+    done = subprocess.run([str(LOCKGATE), "lint", *args], cwd=project, capture_output=True, text=True, check=False,
+                          env={**os.environ, **env})
+    assert (done.returncode, done.stdout, done.stderr.splitlines()) == (2, "", [line])
+
+
+def test_a_bad_setting_in_pyproject_names_its_line(project: Path) -> None:
+    (project / "pyproject.toml").write_text("[tool.lockgate]\ndir = 'migrations'\ntarget-pg-version = 3\n")
+    done = run_lint(project)
+    assert (done.returncode, done.stdout, done.stderr.splitlines()) == (2, "", [
+        f"{project / 'pyproject.toml'}:3:1: target_pg_version=3: expected a PostgreSQL major version 10-18 "
+        "([tool.lockgate])",
+    ])
 
 
 def test_lint_path_imports_nothing_heavy(project: Path) -> None:

@@ -12,6 +12,7 @@ from lockgate.hooks import migrationset, sumfile
 from lockgate.hooks.errors import InputError
 
 UP, DOWN, VALIDATE = "CREATE TABLE t (id int);\n", "DROP TABLE t;\n", "SELECT true;\n"
+GRAMMAR = "<digits>_<title>.(up|down|validate).sql, the title without path separators or whitespace"
 
 
 def write_set(root: Path, files: dict[str, str | bytes]) -> Path:
@@ -36,7 +37,7 @@ BAD_INPUT: dict[str, tuple[dict[str, str | bytes], str]] = {
     "bad name": (
         {**triple("1", "a"), "add_tier.up.sql": UP},
         "migrations/add_tier.up.sql:1:1: bad migration file name: expected "
-        "<digits>_<lowercase_name>.(up|down|validate).sql",
+        f"{GRAMMAR}",
     ),
     "duplicate version": (
         {**triple("20240101", "a"), "20240101_b.up.sql": UP},
@@ -68,13 +69,13 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, case: str, command: st
 
 
 def test_every_problem_gets_its_own_line(tmp_path: Path) -> None:
-    write_set(tmp_path, {**triple("1", "a"), "notes.sql": "SELECT 1;", "2_B.up.sql": UP, "3_c.up.sql": b"\xff"})
+    write_set(tmp_path, {**triple("1", "a"), "notes.sql": "SELECT 1;", "2_B C.up.sql": UP, "3_c.up.sql": b"\xff"})
     done = lockgate("check", cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
-        "migrations/2_B.up.sql:1:1: bad migration file name: expected <digits>_<lowercase_name>.(up|down|validate).sql",
+        f"migrations/2_B C.up.sql:1:1: bad migration file name: expected {GRAMMAR}",
         "migrations/3_c.up.sql:1:1: not UTF-8 text (byte 0xff)",
-        "migrations/notes.sql:1:1: bad migration file name: expected <digits>_<lowercase_name>.(up|down|validate).sql",
+        f"migrations/notes.sql:1:1: bad migration file name: expected {GRAMMAR}",
     ]
 
 
@@ -162,3 +163,12 @@ def test_a_hand_edited_sum_is_bad_input(tmp_path: Path) -> None:
     assert (done.returncode, done.stderr.splitlines()) == (
         2, ["migrations/lockgate.sum:1:1: lockgate.sum was edited by hand (its total does not match its lines)"],
     )
+
+
+def test_golang_migrate_titles_with_dots_capitals_and_dashes_are_migrations(tmp_path: Path) -> None:
+    write_set(tmp_path, {**triple("0002", "1.7.0_schema"), **triple("0003", "Add-Tier"), **triple("4", "x.postgres")})
+    hashed = lockgate("hash", cwd=tmp_path)
+    assert (hashed.returncode, hashed.stderr) == (0, "")
+    loaded = migrationset.load(tmp_path / "migrations")
+    assert [m.id for m in loaded.migrations] == ["0002_1.7.0_schema", "0003_Add-Tier", "4_x.postgres"]
+    assert lockgate("check", cwd=tmp_path).returncode == 0

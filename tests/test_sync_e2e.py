@@ -275,15 +275,15 @@ def test_a_force_push_that_drops_an_applied_migration_is_reported_not_rolled_bac
 def test_a_misnamed_file_on_the_branch_is_bad_input_named_by_its_path_in_the_repository(
     origin: Origin, dev: Clone, settings: config.Settings, conn: psycopg.Connection
 ) -> None:
-    dev.commit_files({"migrations/20240102000000_Add-Note.up.sql": "SELECT 1;\n"}, "a misnamed file")
+    dev.commit_files({"migrations/20240102000000_add note.up.sql": "SELECT 1;\n"}, "a misnamed file")
     dev.push()
 
     with pytest.raises(InputError) as raised:
         run_sync(settings)
 
     assert [str(p) for p in raised.value.problems] == [
-        "migrations/20240102000000_Add-Note.up.sql:1:1: bad migration file name: "
-        "expected <digits>_<lowercase_name>.(up|down|validate).sql"
+        "migrations/20240102000000_add note.up.sql:1:1: bad migration file name: "
+        "expected <digits>_<title>.(up|down|validate).sql, the title without path separators or whitespace"
     ]
     assert conn.execute("SELECT to_regclass('lockgate.migrations')").fetchone() == (None,)
 

@@ -11,7 +11,10 @@ from lockgate.hooks.settings import lint_settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="*", type=Path, help="SQL files (default: every file under --dir)")
+    parser.add_argument(
+        "files", nargs="*", type=Path,
+        help="SQL files, or directories whose SQL files (at any depth) are linted (default: the files in --dir)",
+    )
     add_dir(parser)
     add_pg_version(parser)
     parser.add_argument("--format", choices=sorted(FORMATS), default="text", help="output format")
@@ -21,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     settings = lint_settings(dir=args.dir, pg_version=args.pg_version)
     if not args.files and not settings.dir.is_dir():
         raise InputError.at(settings.dir, 1, 1, "migrations directory not found")
-    files = [f for f in args.files if f.suffix == ".sql"] if args.files else sorted(settings.dir.glob("*.sql"))
+    files = _sql_files(args.files) if args.files else sorted(settings.dir.glob("*.sql"))
     result = lint_paths(files, pg_version=settings.target_pg_version)
     output = FORMATS[args.format](result.findings)
     if output:
@@ -29,3 +32,17 @@ def run(args: argparse.Namespace) -> int:
     if result.bad_input:
         return 2
     return 1 if result.findings else 0
+
+
+def _sql_files(given: list[Path]) -> list[Path]:
+    """The .sql files named, and those under each directory named (hidden files and folders skipped)."""
+    files: list[Path] = []
+    for path in given:
+        if path.is_dir():
+            files.extend(sorted(
+                f for f in path.rglob("*.sql")
+                if not any(part.startswith(".") for part in f.relative_to(path).parts) and not f.is_dir()
+            ))
+        elif path.suffix == ".sql":
+            files.append(path)
+    return files
