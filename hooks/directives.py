@@ -6,6 +6,7 @@ Directives are whole-line SQL comments, so they survive `psql -f` and any format
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,7 +166,7 @@ def parse_directive(text: str, path: Path, line: int) -> Directive:
     )
 
 
-def scan_directives(lines: list[str], path: Path) -> dict[int, Directive]:
+def scan_directives(lines: Sequence[str], path: Path) -> dict[int, Directive]:
     """Every directive in the file, by 1-based line number."""
     found = {
         n: parse_directive(text, path, n)
@@ -194,7 +195,7 @@ def _check_timeouts(lines: list[int], path: Path) -> None:
         )
 
 
-def read_header(lines: list[str]) -> dict[str, str]:
+def read_header(lines: Sequence[str]) -> dict[str, str]:
     """`-- Description: …` style comments at the top of the file, before any SQL."""
     header: dict[str, str] = {}
     for text in lines:

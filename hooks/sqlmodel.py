@@ -4,17 +4,23 @@ Statements are kept as libpg_query's JSON parse tree (plain dicts): building pgl
 node objects costs far more than the parse itself, and the rules only read the tree. Every
 statement carries an absolute line and column, also those found inside PL/pgSQL bodies of
 DO blocks and functions, and the directives written on the comment lines right above it.
+
+A large file (a data load of tens of megabytes) is parsed a chunk of statements at a time and
+keeps no trees: its top-level statements parse their own text again when their tree is read,
+the last few kept, so memory grows with the text, not with every tree at once.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from array import array
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from pglast import parser
 
@@ -31,6 +37,15 @@ from lockgate.hooks.errors import InputError
 
 Node = dict[str, Any]
 
+# From this size a file is parsed in chunks and its top-level trees are not kept (see the docstring).
+LARGE_FILE = 4 << 20
+# Chunks end after a `;` at the end of a line, once they are this long.
+_CHUNK = 1 << 18
+_CHUNK_END = re.compile(r";[ \t]*\r?\n")
+# Trees parsed again for a large file's statements, the most recently read last.
+_RECENT: OrderedDict[Statement, Node] = OrderedDict()
+_RECENT_SIZE = 4
+
 # PL/pgSQL statements that matter to the rules besides embedded SQL.
 _PLPGSQL_KINDS = {
     "PLpgSQL_stmt_commit",
@@ -46,7 +61,7 @@ class Statement:
     """One statement: a top-level one, or one inside a DO block or function body."""
 
     kind: str  # parse-tree node name, e.g. "AlterTableStmt" or "PLpgSQL_stmt_commit"
-    node: Node  # the node's fields as libpg_query gives them
+    tree: Node | None  # the node's fields as libpg_query gives them; None in a large file (see `node`)
     text: str
     line: int
     column: int
@@ -55,12 +70,33 @@ class Statement:
     parent: Statement | None = None  # the DO/CREATE FUNCTION whose body holds this one
 
     @property
+    def node(self) -> Node:
+        """The statement's parse tree (in a large file, parsed again from its text; `location`s are then
+        relative to the statement, which nothing reads)."""
+        if self.tree is not None:
+            return self.tree
+        node = _RECENT.get(self)
+        if node is None:
+            (raw,) = json.loads(parser.parse_sql_json(self.text))["stmts"]
+            node = _remember(self, raw["stmt"][self.kind])
+        else:
+            _RECENT.move_to_end(self)
+        return node
+
+    @property
     def batch(self) -> Batch | None:
         return next((d for d in self.directives if isinstance(d, Batch)), None)
 
     @property
     def ignored_rules(self) -> frozenset[str]:
         return frozenset(r for d in self.directives if isinstance(d, Ignore) for r in d.rules)
+
+
+def _remember(stmt: Statement, node: Node) -> Node:
+    _RECENT[stmt] = node
+    if len(_RECENT) > _RECENT_SIZE:
+        _RECENT.popitem(last=False)
+    return node
 
 
 @dataclass(slots=True, eq=False)
@@ -110,13 +146,22 @@ class SqlFile:
 class _Positions:
     """Turns byte or character offsets into 1-based line and column."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, *, compact: bool = False) -> None:
         self.text = text
         self.data = text.encode()
         # Most migrations are ASCII: then bytes and characters line up and need no decoding.
         self.ascii = len(self.data) == len(text)
-        self.byte_starts = [0] + [m.end() for m in re.finditer(b"\n", self.data)]
-        self.char_starts = self.byte_starts if self.ascii else [0] + [m.end() for m in re.finditer("\n", text)]
+        self.byte_starts = self._starts(re.finditer(b"\n", self.data), compact)
+        self.char_starts = self.byte_starts if self.ascii else self._starts(re.finditer("\n", text), compact)
+
+    @staticmethod
+    def _starts(newlines: Iterator[re.Match[bytes]] | Iterator[re.Match[str]], compact: bool) -> Sequence[int]:
+        """Where each line starts: a list, or for a large file an array (8 bytes a line, not 36)."""
+        if compact:
+            starts = array("q", [0])
+            starts.extend(m.end() for m in newlines)
+            return starts
+        return [0] + [m.end() for m in newlines]
 
     def from_byte(self, offset: int) -> tuple[int, int]:
         line = bisect_right(self.byte_starts, offset)
@@ -141,7 +186,29 @@ class _Positions:
         return self.text[start:end]
 
 
-def _attached(directives: dict[int, Directive], lines: list[str], first_line: int) -> tuple[Directive, ...]:
+class _Lines(Sequence[str]):
+    """A large file's lines as `text.split("\\n")` gives them, each cut from the text when read."""
+
+    def __init__(self, pos: _Positions) -> None:
+        self.pos = pos
+
+    def __len__(self) -> int:
+        return len(self.pos.char_starts)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        line = self.pos.line_text(index + 1)
+        return line[:-1] if line.endswith("\n") else line
+
+
+def _attached(directives: dict[int, Directive], lines: Sequence[str], first_line: int) -> tuple[Directive, ...]:
     """Directives on the run of comment lines directly above `first_line`."""
     found: list[Directive] = []
     n = first_line - 1
@@ -195,28 +262,26 @@ class _Parser:
     def __init__(self, path: Path, text: str) -> None:
         self.path = path
         self.text = text
-        self.pos = _Positions(text)
-        self.lines = text.split("\n")
+        large = len(text) >= LARGE_FILE
+        self.pos = _Positions(text, compact=large)
+        # A large file's lines are cut from its text when read (the positions index them), not kept in a list.
+        self.lines: Sequence[str] = _Lines(self.pos) if large else text.split("\n")
         self.directives = scan_directives(self.lines, path)
 
     def error(self, line: int, column: int, message: str) -> InputError:
         return InputError.at(self.path, line, column, message)
 
     def parse(self) -> SqlFile:
-        try:
-            tree = json.loads(parser.parse_sql_json(self.text))
-        except parser.ParseError as exc:
-            message, offset = exc.args[0], exc.args[1] if len(exc.args) > 1 else None
-            line, column = self.pos.from_char(offset) if isinstance(offset, int) else (1, 1)
-            if self.pos.line_text(line).lstrip().startswith("\\"):
-                message = "psql meta-commands are not SQL; lockgate runs plain SQL only"
-            raise self.error(line, column, message) from None
         statements: list[Statement] = []
         nested: list[Statement] = []
-        for raw in tree.get("stmts", []):
-            stmt = self.top_level(raw)
-            statements.append(stmt)
-            nested.extend(self.inside(stmt))
+        large = isinstance(self.lines, _Lines)
+        for byte_at, raws in self.chunks() if large else [(0, self.parse_tree(0))]:
+            for raw in raws:
+                stmt, node = self.top_level(raw, byte_at, keep=not large)
+                statements.append(stmt)
+                nested.extend(self.inside(stmt, node))
+                if large:
+                    _remember(stmt, node)
         return SqlFile(
             path=self.path,
             text=self.text,
@@ -226,25 +291,60 @@ class _Parser:
             header=read_header(self.lines),
         )
 
-    def top_level(self, raw: Node) -> Statement:
+    def parse_tree(self, char_at: int, end: int | None = None) -> list[Node]:
+        """The raw statements of the text from `char_at` to `end` (the end of the file when None)."""
+        try:
+            tree = json.loads(parser.parse_sql_json(self.text[char_at:end]))
+        except parser.ParseError as exc:
+            message, offset = exc.args[0], exc.args[1] if len(exc.args) > 1 else None
+            line, column = self.pos.from_char(char_at + offset) if isinstance(offset, int) else (1, 1)
+            if self.pos.line_text(line).lstrip().startswith("\\"):
+                message = "psql meta-commands are not SQL; lockgate runs plain SQL only"
+            raise self.error(line, column, message) from None
+        stmts: list[Node] = tree.get("stmts", [])
+        return stmts
+
+    def chunks(self) -> Iterator[tuple[int, list[Node]]]:
+        """(byte offset, raw statements) of consecutive pieces of a large file.
+
+        A piece ends after a `;` that ends a line, so statements are whole. Such a `;` can also sit inside
+        a string, comment or BEGIN ATOMIC body; the piece then does not parse, and the rest of the file is
+        parsed in one piece, which also reports a real syntax error exactly as a whole-file parse does.
+        """
+        char_at = byte_at = 0
+        while char_at < len(self.text):
+            cut = _CHUNK_END.search(self.text, char_at + _CHUNK)
+            end = cut.end() if cut else len(self.text)
+            try:
+                raws = self.parse_tree(char_at, end)
+            except InputError:
+                if end == len(self.text):
+                    raise
+                yield byte_at, self.parse_tree(char_at)
+                return
+            yield byte_at, raws
+            byte_at += len(self.text[char_at:end].encode()) if not self.pos.ascii else end - char_at
+            char_at = end
+
+    def top_level(self, raw: Node, byte_at: int, *, keep: bool) -> tuple[Statement, Node]:
         (kind, node), = raw["stmt"].items()
-        start = raw.get("stmt_location", 0)
+        start = byte_at + raw.get("stmt_location", 0)
         length = raw.get("stmt_len") or len(self.pos.data) - start
         text = self.pos.text_of_bytes(start, start + length).strip()
         line, column = self.pos.from_byte(start)
         end_line = self.pos.line_from_byte(start + length)
         return Statement(
             kind=kind,
-            node=node,
+            tree=node if keep else None,
             text=text,
             line=line,
             column=column,
             end_line=end_line,
             directives=_attached(self.directives, self.lines, line),
-        )
+        ), node
 
-    def inside(self, stmt: Statement) -> list[Statement]:
-        body = _plpgsql_body(stmt.kind, stmt.node)
+    def inside(self, stmt: Statement, node: Node) -> list[Statement]:
+        body = _plpgsql_body(stmt.kind, node)
         if body is None:
             return []
         stmt_start = self.pos.char_starts[stmt.line - 1] + stmt.column - 1
@@ -289,7 +389,7 @@ class _Parser:
         column = at + 1 if at >= 0 else len(line_text) - len(line_text.lstrip()) + 1
         return Statement(
             kind=kind,
-            node=node,
+            tree=node,
             text=text,
             line=line,
             column=column,
