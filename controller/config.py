@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", validate_default=True)
 
     dsn: SecretStr | None = Field(None, description="target database; libpq's PG* variables also work")
+    fleet: Path | None = Field(None, description="fleet file: sync each of its targets, in waves (excludes dsn)")
     dir: Path = Path("migrations")
     repo: str | None = Field(None, description="git URL or path the controller watches")
     branch: str = "main"
@@ -66,6 +67,9 @@ class Settings(BaseSettings):
     allowed_signers: Path | None = None
     cache_dir: Path | None = Field(
         None, description="the git cache; default $XDG_CACHE_HOME/lockgate/<repository key> (~/.cache when unset)",
+    )
+    metrics_push_url: str | None = Field(
+        None, description="Prometheus Pushgateway a fleet pass pushes its per-target metrics to",
     )
     cache_wait: float = Field(60.0, description="seconds to wait for another lockgate process to leave the cache")
     watch_interval: float = 60.0

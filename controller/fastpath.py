@@ -29,7 +29,9 @@ from lockgate.controller import gitauth
 from lockgate.controller.config import Settings
 
 # What a pass does does not depend on these: where it caches, how long it waits, how it is told.
-_NOT_DECISIVE = {"dsn", "cache_dir", "cache_wait", "watch_interval", "git_token", "github_token", "gitlab_token"}
+_NOT_DECISIVE = {
+    "dsn", "metrics_push_url", "cache_dir", "cache_wait", "watch_interval", "git_token", "github_token", "gitlab_token",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,19 +110,22 @@ def said(head: str) -> str:
     return f"in sync at {head[:12]}: nothing changed since the last pass"
 
 
-def unchanged(settings: Settings, dsn: str) -> str | None:
-    """The head the last in-sync pass saw when nothing changed since, else None (take the full path)."""
+def unchanged(settings: Settings, *dsns: str) -> str | None:
+    """The head the last in-sync pass saw on every target (a fleet's, or the one database) when
+    nothing changed since, else None (take the full path). The origin is asked once."""
     if settings.repo is None:
         return None
     seen = look(settings)
     if seen is None or seen.head is None:
         return None
-    try:
-        with psycopg.connect(dsn, autocommit=True, application_name="lockgate sync (no-op check)") as conn:
-            same = matches(settings, conn, seen)
-    except psycopg.Error:
-        return None
-    return seen.head if same else None
+    for dsn in dsns:
+        try:
+            with psycopg.connect(dsn, autocommit=True, application_name="lockgate sync (no-op check)") as conn:
+                if not matches(settings, conn, seen):
+                    return None
+        except psycopg.Error:
+            return None
+    return seen.head
 
 
 def record(conn: psycopg.Connection, settings: Settings, seen: Seen | None) -> None:

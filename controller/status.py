@@ -54,8 +54,22 @@ class GateResult(BaseModel):
     detail: str = ""
 
 
+TargetOutcome = Literal["applied", "failed", "rolled_back", "refused", "dirty", "interrupted", "not_started"]
+
+
+class TargetRecord(BaseModel):
+    """One fleet target's part in a migration's outcome."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    outcome: TargetOutcome
+    reason: str = ""
+    duration_s: float | None = None
+
+
 class MigrationRecord(BaseModel):
-    """What happened to one migration on this commit."""
+    """What happened to one migration on this commit (on every target of a fleet when `targets`)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -70,6 +84,7 @@ class MigrationRecord(BaseModel):
     rows_after: dict[str, int] = Field(default_factory=dict)
     validation: list[GateResult] = Field(default_factory=list)
     controller_version: str = Field(default_factory=controller_version)
+    targets: list[TargetRecord] = Field(default_factory=list)
 
     @property
     def id(self) -> str:
@@ -104,6 +119,8 @@ def _finished(record: MigrationRecord) -> float:
 def summary_line(record: MigrationRecord) -> str:
     """`lockgate: 20240115093000_add_customer_tier applied in 12.3s (validation 3/3 passed)`."""
     text = f"{SUMMARY_PREFIX}{record.id} {record.outcome.replace('_', ' ')}"
+    if record.targets:
+        return f"{SUMMARY_PREFIX}{record.id} {fleet_summary(record)}"
     if record.duration_s is not None:
         text += f" in {record.duration_s:.1f}s" if record.outcome != "failed" else f" after {record.duration_s:.1f}s"
     if record.validation:
@@ -112,6 +129,18 @@ def summary_line(record: MigrationRecord) -> str:
     if record.reason:
         text += ": " + " ".join(record.reason.split())
     return text
+
+
+def fleet_summary(record: MigrationRecord) -> str:
+    """`applied on 3/4 targets: failed: tenant-002 (...); not started: tenant-003`."""
+    goal = "rolled_back" if record.outcome == "rolled_back" or any(
+        t.outcome == "rolled_back" for t in record.targets) else "applied"
+    if record.outcome == "refused":
+        text = "refused"
+    else:
+        done = sum(t.outcome == goal for t in record.targets)
+        text = f"{goal.replace('_', ' ')} on {done}/{len(record.targets)} targets"
+    return text + (": " + " ".join(record.reason.split()) if record.reason else "")
 
 
 def render(note: StatusNote) -> str:

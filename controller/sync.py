@@ -35,10 +35,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from lockgate.controller import approval, db, fastpath, forges, kube, lifecycle, redact
 from lockgate.controller.config import Settings
@@ -73,7 +74,7 @@ _APPLY_NOTE: dict[str, NoteOutcome] = {
 }
 _ROLLBACK_NOTE: dict[str, NoteOutcome] = {"rolled_back": "rolled_back", "dirty": "dirty"}
 _NEVER = datetime.min.replace(tzinfo=UTC)  # when a record without a finish time finished, for ordering
-_EVENT_REASON: dict[NoteOutcome, kube.Reason] = {
+EVENT_REASON: dict[NoteOutcome, kube.Reason] = {
     "applied": kube.Reason.APPLIED,
     "failed": kube.Reason.FAILED,
     "dirty": kube.Reason.FAILED,
@@ -406,6 +407,7 @@ def already_noted(note: StatusNote | None, record: MigrationRecord) -> bool:
     """The note already says this (same outcome and reason): a refusal is written once, not every pass."""
     return note is not None and any(
         m.version == record.version and m.outcome == record.outcome and m.reason == record.reason
+        and [t.outcome for t in m.targets] == [t.outcome for t in record.targets]
         for m in note.migrations
     )
 
@@ -440,10 +442,13 @@ class Reporter:
         self.redact = source.redact
         self.forges = forges.from_settings(settings)
         self.events = events
-        self.say: Say = lambda text: say(self.redact(text))
+        self._say = say
         self.push = push
         self.unpushed = False
         self.pushed_at = float("-inf")
+
+    def say(self, text: str) -> None:
+        self._say(self.redact(text))
 
     def fetch_notes(self) -> None:
         """Merge origin's notes in; notes an earlier pass could not push are pushed at the end."""
@@ -459,7 +464,19 @@ class Reporter:
         repo = self.notes.source.repo
         return str(repo.git.rev_parse(self.notes.ref)) if ref_exists(repo, self.notes.ref) else None
 
+    def seen(self, head: str, in_sync: bool) -> fastpath.Seen | None:
+        """What the no-op short cut should match next time, after a flush: None unless all is in sync."""
+        return fastpath.Seen(head, self.notes_head()) if in_sync and not self.unpushed else None
+
     def outcome(self, commit: CommitRef, record: MigrationRecord) -> None:
+        self.note(commit, record)
+        reason = EVENT_REASON[record.outcome]
+        # Anything but an apply deserves an operator's look, an intended rollback included.
+        message = self.redact(summary_line(record))
+        self.events.emit(reason=reason, message=message, warning=reason != kube.Reason.APPLIED)
+
+    def note(self, commit: CommitRef, record: MigrationRecord) -> None:
+        """The outcome on the commit: its note (pushed now and then), forge statuses and a line."""
         self.notes.record(commit.sha, record)
         self.unpushed = True
         self.say(f"{summary_line(record)} (note on {commit.short})")
@@ -467,18 +484,22 @@ class Reporter:
             self.flush()
         if self.forges:
             forges.publish(self.forges, forges.CommitStatus.of(commit.sha, record), self.redact)
-        reason = _EVENT_REASON[record.outcome]
-        # Anything but an apply deserves an operator's look, an intended rollback included.
-        message = self.redact(summary_line(record))
-        self.events.emit(reason=reason, message=message, warning=reason != kube.Reason.APPLIED)
 
-    def refusal(self, commit: CommitRef, record: MigrationRecord) -> None:
-        """A refusal, written once: the next passes only say it again in one line."""
+    def notes_of(self, shas: Iterable[str]) -> dict[str, StatusNote]:
+        return self.notes.read_many(shas)
+
+    def noted_before(self, commit: CommitRef, record: MigrationRecord) -> bool:
+        """The note on the commit already says this; then the line says so."""
         record = record.model_copy(update={"reason": self.redact(record.reason)})  # as the note stores it
         if already_noted(self.notes.read(commit.sha), record):
             self.say(f"{summary_line(record)} (noted on {commit.short} before)")
-            return
-        self.outcome(commit, record)
+            return True
+        return False
+
+    def refusal(self, commit: CommitRef, record: MigrationRecord) -> None:
+        """A refusal, written once: the next passes only say it again in one line."""
+        if not self.noted_before(commit, record):
+            self.outcome(commit, record)
 
     def flush(self) -> None:
         """Push the notes when there is something to push (a failed push is retried next pass)."""
@@ -518,35 +539,111 @@ def _run(
     reporter = Reporter(settings, source, say, events, push=has_origin)
     if has_origin:
         reporter.fetch_notes()
-    history = source.history()
-    signatures = approval.signature_check(source.repo, settings.require_signed, settings.allowed_signers)
-    try:
-        with source.migrations_at(history.head.sha, require_triples=False) as tree, \
-                Engine(settings, db.target_dsn(settings), wait=wait, stop=stop) as engine:
-            result = _Pass(engine, source, history, tree, reporter, signatures, stop).run()
+    with read_branch(settings, source) as branch:
+        def finish(engine: Engine, result: SyncResult) -> None:
+            # On the pass's own connection under the applier lock: the ledger state it records is the pass's.
             reporter.flush()
-            in_sync = result.ok and not reporter.unpushed
-            fastpath.record(engine.ledger.conn, settings,
-                            fastpath.Seen(history.head.sha, reporter.notes_head()) if in_sync else None)
-    except InputError as exc:
-        raise InputError([source.in_repository(p) for p in exc.problems]) from None
+            fastpath.record(engine.ledger.conn, settings, reporter.seen(branch.history.head.sha, result.ok))
+
+        result = reconcile(branch, settings, db.target_dsn(settings), reporter, wait=wait, stop=stop, finish=finish)
     if not result.records and result.ok:
-        count = len(tree.migrations.migrations)
-        say(f"in sync: {count} migration{'' if count == 1 else 's'} at {history.head.short}, nothing to do")
+        count = len(branch.tree.migrations.migrations)
+        say(f"in sync: {count} migration{'' if count == 1 else 's'} at {branch.history.head.short}, nothing to do")
     return result
 
 
-class _Pass:
+# -- the seam: the branch read and approved once, reconciled with one target at a time ----------
+
+
+class Approvals:
+    """The approval verdicts of one head, each reached once however many targets ask (a fleet's
+    targets share the head, so they share its verdicts); safe to ask from several threads."""
+
     def __init__(
-        self, engine: Engine, source: Source, history: BranchHistory, tree: CommitMigrations, reporter: Reporter,
-        signatures: approval.SignatureCheck | None, stop: threading.Event,
+        self, source: Source, history: BranchHistory, tree: CommitMigrations,
+        signatures: approval.SignatureCheck | None,
     ) -> None:
+        self.source, self.history, self.tree, self.signatures = source, history, tree, signatures
+        self._lock = threading.Lock()
+        self._applies: dict[tuple[tuple[str, ...], int], dict[str, approval.Verdict]] = {}
+        self._rollbacks: dict[tuple[str, str, int], approval.RollbackVerdict] = {}
+
+    def applies(self, versions: list[str], pg_version: int) -> dict[str, approval.Verdict]:
+        key = (tuple(versions), pg_version)
+        with self._lock:
+            if key not in self._applies:
+                self._applies[key] = approval.approve(
+                    self.history, self.tree, versions=versions,
+                    checker=approval.hook_checks(pg_version, pending=versions), signatures=self.signatures,
+                ) if versions else {}
+            return self._applies[key]
+
+    def rollback(self, record: LedgerRecord, removed_by: CommitRef, pg_version: int) -> approval.RollbackVerdict:
+        # The stored down is the target's own: a verdict is shared only by targets that stored the same.
+        key = (record.version, record.down_checksum, pg_version)
+        with self._lock:
+            if key not in self._rollbacks:
+                self._rollbacks[key] = approval.approve_rollback(
+                    record, removed_by, self.source, self.history, pg_version=pg_version, signatures=self.signatures,
+                )
+            return self._rollbacks[key]
+
+
+@dataclass(frozen=True, slots=True)
+class Branch:
+    """The watched branch as one pass sees it: its history, the migration set at its head, and the
+    approvals of that head."""
+
+    source: Source
+    history: BranchHistory
+    tree: CommitMigrations
+    approvals: Approvals
+
+
+@contextmanager
+def read_branch(settings: Settings, source: Source) -> Iterator[Branch]:
+    """The branch's history and head, checked out for the pass (bad input names its path in the repository)."""
+    history = source.history()
+    signatures = approval.signature_check(source.repo, settings.require_signed, settings.allowed_signers)
+    try:
+        with source.migrations_at(history.head.sha, require_triples=False) as tree:
+            yield Branch(source, history, tree, Approvals(source, history, tree, signatures))
+    except InputError as exc:
+        raise InputError([source.in_repository(p) for p in exc.problems]) from None
+
+
+class Outcomes(Protocol):
+    """Where one target's outcomes go: a Reporter (one database), or a fleet's collector."""
+
+    def say(self, text: str) -> None: ...
+
+    def outcome(self, commit: CommitRef, record: MigrationRecord) -> None: ...
+
+    def refusal(self, commit: CommitRef, record: MigrationRecord) -> None: ...
+
+    def notes_of(self, shas: Iterable[str]) -> dict[str, StatusNote]: ...
+
+
+def reconcile(
+    branch: Branch, settings: Settings, dsn: str, outcomes: Outcomes, *, wait: bool, stop: threading.Event,
+    finish: Callable[[Engine, SyncResult], None] | None = None,
+) -> SyncResult:
+    """Bring one target database to the branch's head, then `finish` while its engine is open;
+    raises what Engine raises."""
+    with Engine(settings, dsn, wait=wait, stop=stop) as engine:
+        result = _Pass(engine, branch, outcomes, stop).run()
+        if finish is not None:
+            finish(engine, result)
+        return result
+
+
+class _Pass:
+    def __init__(self, engine: Engine, branch: Branch, reporter: Outcomes, stop: threading.Event) -> None:
         self.engine = engine
-        self.source = source
-        self.history = history
-        self.tree = tree
+        self.history = branch.history
+        self.tree = branch.tree
+        self.approvals = branch.approvals
         self.reporter = reporter
-        self.signatures = signatures
         self.stop = stop
         self.result = SyncResult()
 
@@ -585,15 +682,12 @@ class _Pass:
         for entry, removed_by in rollback_candidates(entries, present, self.history)[0]:
             record = self.engine.ledger.get(entry.version)
             assert record is not None, "a row read this pass is still there: the pass holds the applier lock"
-            verdicts[entry.version] = approval.approve_rollback(
-                record, removed_by, self.source, self.history,
-                pg_version=self._lint_version(), signatures=self.signatures,
-            )
+            verdicts[entry.version] = self.approvals.rollback(record, removed_by, self._lint_version())
         return verdicts
 
     def _catch_up(self, entries: dict[str, LedgerEntry], present: set[str]) -> None:
         """Rewrite the notes the ledger moved past since they were written, before anything runs."""
-        notes = self.reporter.notes.read_many(change.commit.sha for change in self.history.changes)
+        notes = self.reporter.notes_of(change.commit.sha for change in self.history.changes)
         for behind in notes_behind(entries, present, self.history, notes):
             record = catch_up_record(self.engine.ledger, behind)
             self.result.records.append(record)
@@ -619,10 +713,7 @@ class _Pass:
     def _apply_all(self, entries: dict[str, LedgerEntry]) -> None:
         migrations = self.tree.migrations
         todo = unapplied(entries, migrations)
-        verdicts = approval.approve(
-            self.history, self.tree, versions=todo, checker=approval.hook_checks(self._lint_version(), pending=todo),
-            signatures=self.signatures,
-        ) if todo else {}
+        verdicts = self.approvals.applies(todo, self._lint_version())
         actions = plan_applies(entries, migrations, verdicts, self.history)
         for action in actions:
             if isinstance(action, Wait):

@@ -31,6 +31,8 @@ def serving_posts(answer: Answer) -> Iterator[str]:
             self.end_headers()
             self.wfile.write(payload)
 
+        do_PUT = do_POST  # a Prometheus Pushgateway takes a job's metrics by PUT
+
         def log_message(self, format: str, *args: object) -> None:
             pass  # the tests look at what was received, not at an access log on stderr
 

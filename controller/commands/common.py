@@ -9,6 +9,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # `lockgate lint` imports these options and must not pay for psycopg
@@ -29,6 +30,12 @@ def add_dsn(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dsn", help="database to migrate (LOCKGATE_DSN; libpq's PG* variables also work)"
     )
+
+
+def add_fleet(parser: argparse.ArgumentParser, *, target: bool = False) -> None:
+    parser.add_argument("--fleet", type=Path, help="YAML fleet file naming the target databases (LOCKGATE_FLEET)")
+    if target:
+        parser.add_argument("--target", help="the fleet target to act on, by its name in the fleet file")
 
 
 def add_format(parser: argparse.ArgumentParser, choices: tuple[str, ...] = ("text", "json")) -> None:

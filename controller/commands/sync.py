@@ -16,7 +16,15 @@ import threading
 from contextlib import AbstractContextManager
 
 from lockgate.controller import config, db, fastpath
-from lockgate.controller.commands.common import add_dir, add_dsn, add_repo, add_wait, engine_errors_exit, stop_on
+from lockgate.controller.commands.common import (
+    add_dir,
+    add_dsn,
+    add_fleet,
+    add_repo,
+    add_wait,
+    engine_errors_exit,
+    stop_on,
+)
 from lockgate.hooks.errors import UsageError
 
 
@@ -24,12 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_repo(parser)
     add_dir(parser)
     add_dsn(parser)
+    add_fleet(parser)
     add_wait(parser)
 
 
 def settings_of(args: argparse.Namespace, **extra: object) -> config.Settings:
     """Settings with these flags on top (the CLI already warned about secrets among them)."""
-    return config.load(repo=args.repo, branch=args.branch, dir=args.dir, dsn=args.dsn, **extra)
+    return config.load(repo=args.repo, branch=args.branch, dir=args.dir, dsn=args.dsn,
+                       fleet=getattr(args, "fleet", None), **extra)
 
 
 def show_progress() -> None:
@@ -46,7 +56,12 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     show_progress()
     # Nothing changed since a pass left all in sync: two cheap questions instead of a fetch.
-    head = fastpath.unchanged(settings, db.target_dsn(settings))
+    dsns = [db.target_dsn(settings)]
+    if settings.fleet is not None:
+        from lockgate.controller.fleet import config as fleet_config
+
+        dsns = list(fleet_config.dsns(settings).values())
+    head = fastpath.unchanged(settings, *dsns)
     if head is not None:
         print(fastpath.said(head))
         return 0
@@ -64,7 +79,15 @@ def reconcile(settings: config.Settings, *, wait: bool) -> int:
 
     try:
         with stop_on_signals() as stop:
-            result = sync.run(settings, wait=wait, stop=stop)
+            if settings.fleet is not None:
+                from lockgate.controller.fleet import config as fleet_config
+                from lockgate.controller.fleet import run as fleet_run
+
+                fleet = fleet_config.of_settings(settings)
+                assert fleet is not None
+                result = fleet_run.run(settings, fleet, wait=wait, stop=stop)
+            else:
+                result = sync.run(settings, wait=wait, stop=stop)
     except CacheBusy as exc:
         # The other process is doing this pass's work: stepping aside is success.
         print(f"lockgate sync: skipped: {exc}", file=sys.stderr)

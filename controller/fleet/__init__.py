@@ -1,0 +1,1 @@
+"""Fleets: one migration set rolled out to many databases in waves (see lockgate.controller.fleet.run)."""

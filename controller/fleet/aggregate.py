@@ -1,0 +1,88 @@
+"""One note per commit for the whole fleet: each migration's outcome on every target (pure).
+
+A target's part is what the pass did to it, else what its ledger says, else why it was not
+reached (interrupted, not started). The migration's outcome is applied (or rolled back) only when
+it is so on every target; the reason names the targets that are not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from lockgate.controller.fleet.scheduler import State
+from lockgate.controller.ledger import LedgerEntry
+from lockgate.controller.source import CommitRef
+from lockgate.controller.status import MigrationRecord, Outcome, TargetOutcome, TargetRecord
+from lockgate.controller.sync import ledger_outcome
+
+
+@dataclass(slots=True)
+class TargetPass:
+    """What one target went through in a fleet pass."""
+
+    name: str
+    state: State = "not_started"
+    noted: list[tuple[CommitRef, MigrationRecord]] = field(default_factory=list)  # outcomes of this pass
+    entries: dict[str, LedgerEntry] = field(default_factory=dict)  # its ledger after the pass
+    error: str = ""  # why it could not be reconciled at all
+    duration_s: float = 0.0  # wall time the pass spent on it
+
+
+def _part(target: TargetPass, sha: str, version: str, at_head: bool) -> TargetRecord:
+    mine = next((r for c, r in target.noted if c.sha == sha and r.version == version), None)
+    if mine is not None:
+        return TargetRecord(name=target.name, outcome=mine.outcome, reason=mine.reason, duration_s=mine.duration_s)
+    if target.error:
+        return TargetRecord(name=target.name, outcome="failed", reason=target.error)
+    entry = target.entries.get(version)
+    from_ledger = ledger_outcome(entry, at_head) if entry is not None else None
+    if from_ledger is None and not at_head and target.state != "not_started":
+        from_ledger = "rolled_back"  # never applied there, so nothing to roll back
+    if from_ledger is not None and target.state != "not_started":
+        return TargetRecord(name=target.name, outcome=from_ledger, reason=entry.error or "" if entry else "")
+    reached: TargetOutcome = "interrupted" if target.state == "interrupted" else "not_started"
+    return TargetRecord(name=target.name, outcome=reached)
+
+
+def _outcome(goal: Outcome, parts: Sequence[TargetRecord]) -> Outcome:
+    outcomes = {p.outcome for p in parts}
+    if outcomes == {goal}:
+        return goal
+    if "refused" in outcomes:
+        return "refused"
+    return "dirty" if "dirty" in outcomes else "failed"
+
+
+def _reason(outcome: Outcome, parts: Sequence[TargetRecord]) -> str:
+    if outcome == "refused":
+        return next(p.reason for p in parts if p.outcome == "refused")
+    lines = [f"{p.outcome.replace('_', ' ')} on {p.name} ({' '.join(p.reason.split())})"
+             for p in parts if p.outcome in ("failed", "dirty")]
+    for state in ("interrupted", "not_started"):
+        names = [p.name for p in parts if p.outcome == state]
+        if names:
+            lines.append(f"{state.replace('_', ' ')}: {', '.join(names)}")
+    return "; ".join(lines)
+
+
+def aggregate(targets: Sequence[TargetPass], present: set[str]) -> list[tuple[CommitRef, MigrationRecord]]:
+    """One record per (commit, migration) any target noted this pass, over all targets, in version order."""
+    first: dict[tuple[str, str], tuple[CommitRef, MigrationRecord]] = {}
+    for target in targets:
+        for commit, record in target.noted:
+            first.setdefault((commit.sha, record.version), (commit, record))
+    records = []
+    for (sha, version), (commit, record) in sorted(first.items(), key=lambda kv: int(kv[0][1])):
+        at_head = version in present
+        parts = [_part(t, sha, version, at_head) for t in targets]
+        goal: Outcome = "applied" if at_head else "rolled_back"
+        outcome = _outcome(goal, parts)
+        mine = [r for t in targets for c, r in t.noted if c.sha == sha and r.version == version]
+        started = [r.started_at for r in mine if r.started_at]
+        finished = [r.finished_at for r in mine if r.finished_at]
+        records.append((commit, MigrationRecord(
+            version=version, name=record.name, outcome=outcome, reason=_reason(outcome, parts),
+            started_at=min(started, default=None), finished_at=max(finished, default=None), targets=parts,
+        )))
+    return records

@@ -1,0 +1,159 @@
+"""The fleet file: waves of named target databases, read from YAML into pydantic models.
+
+A bad file is one UsageError line naming the file, the line and the key. Passwords never go in
+the file: a DSN holding one is refused (libpq's PGPASSFILE/PGPASSWORD, `dsn_env` or a mounted
+Secret keep them out of git).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from psycopg import conninfo
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lockgate.controller import db
+from lockgate.controller.config import Settings
+from lockgate.hooks.errors import UsageError
+
+# Target names name Kubernetes objects and Events, so they are DNS labels.
+_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class Target(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=_NAME, max_length=40)
+    dsn: str | None = None
+    dsn_env: str | None = None
+
+    @field_validator("dsn")
+    @classmethod
+    def _no_password(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parts = conninfo.conninfo_to_dict(value)
+            except Exception:  # psycopg raises ProgrammingError for a DSN libpq cannot read
+                raise ValueError("not a DSN libpq can read") from None
+            if parts.get("password"):
+                raise ValueError("holds a password; passwords never go in the fleet file: use dsn_env, "
+                                 "PGPASSFILE or PGPASSWORD")
+        return value
+
+    @model_validator(mode="after")
+    def _one_dsn(self) -> Target:
+        if (self.dsn is None) == (self.dsn_env is None):
+            raise ValueError("give exactly one of dsn and dsn_env")
+        return self
+
+    def resolve_dsn(self) -> str:
+        """The target's DSN; a dsn_env missing from the environment is a UsageError."""
+        if self.dsn is not None:
+            return self.dsn
+        assert self.dsn_env is not None
+        value = os.environ.get(self.dsn_env)
+        if not value:
+            raise UsageError(f"fleet target {self.name}: dsn_env {self.dsn_env} is not set")
+        return value
+
+
+class Wave(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    parallel: int = Field(1, ge=1)
+    max_failures: int = Field(1, ge=1)
+    targets: list[Target] = Field(min_length=1)
+
+
+class Fleet(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    executor: Literal["local"] = "local"
+    waves: list[Wave] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Fleet:
+        seen: set[str] = set()
+        for wave in self.waves:
+            for target in wave.targets:
+                if target.name in seen:
+                    raise ValueError(f"target name {target.name} appears twice")
+                seen.add(target.name)
+        return self
+
+    @property
+    def targets(self) -> list[Target]:
+        return [t for wave in self.waves for t in wave.targets]
+
+    def target(self, name: str) -> Target:
+        for target in self.targets:
+            if target.name == name:
+                return target
+        raise UsageError(f"no target named {name} in the fleet")
+
+
+def _line(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int:
+    """The 1-based line of the deepest node of `loc` the YAML has (the file's first line if none)."""
+    node, line = root, 1
+    for key in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == key), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            node = None
+    return node.start_mark.line + 1 if node is not None else line
+
+
+def parse(text: str, path: Path) -> Fleet:
+    """The fleet in `text` (read from `path`); UsageError `path:line: key: problem` when it is bad."""
+    try:
+        data: Any = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        raise UsageError(f"{path}:{line}: not YAML: {getattr(exc, 'problem', None) or exc}") from None
+    try:
+        return Fleet.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = tuple(p for p in error["loc"] if not str(p).startswith("function-"))
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        raise UsageError(f"{path}:{_line(root, loc)}: {key}: {message}") from None
+
+
+def of_settings(settings: Settings) -> Fleet | None:
+    """The fleet of `settings.fleet`, if set; a DSN besides it is a UsageError."""
+    if settings.fleet is None:
+        return None
+    if settings.dsn is not None:
+        raise UsageError("--fleet (LOCKGATE_FLEET) excludes --dsn (LOCKGATE_DSN): the fleet file names the targets")
+    return load(settings.fleet)
+
+
+def dsns(settings: Settings, only: str | None = None) -> dict[str, str]:
+    """Target name → DSN: the fleet's targets (or just `only`), or the one database as ""."""
+    fleet = of_settings(settings)
+    if fleet is None:
+        if only is not None:
+            raise UsageError("--target names a target of a fleet: give --fleet (LOCKGATE_FLEET) too")
+        return {"": db.target_dsn(settings)}
+    targets = [fleet.target(only)] if only is not None else fleet.targets
+    return {t.name: t.resolve_dsn() for t in targets}
+
+
+def load(path: Path) -> Fleet:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read the fleet file: {exc.__class__.__name__}") from None
+    return parse(text, path)
