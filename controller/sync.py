@@ -155,7 +155,8 @@ def plan_rollbacks(
     """The candidates' rollbacks, newest first, as far as their approval and the ceiling allow.
 
     `verdicts` covers every candidate. A commit that removed a migration whose rollback is refused
-    rolls none of its migrations back (it is one change, judged whole); a pass that would roll back
+    rolls none of its migrations back (it is one change, judged whole); one older than a removal
+    that is refused or held waits, as rollbacks run newest first; a pass that would roll back
     more than `max_rollbacks` migrations rolls back none, as that many at once is more likely an
     accident than an intent.
     """
@@ -174,6 +175,18 @@ def plan_rollbacks(
             ), commit))
         else:
             todo.append(Rollback(entry.version, entry.name, commit))
+    # Rollbacks run newest first: an older one under a newer migration that stays applied (its
+    # removal refused or held) could drop what that one still uses, as a DROP TABLE takes the
+    # newer migration's columns, indexes and data with it. The older ones wait for it.
+    staying = [(int(h.version), f"{h.version}_{h.name}") for h in held]
+    staying += [(int(r.version), f"{r.version}_{r.name}") for r in refused]
+    if staying:
+        newest, name = max(staying)
+        refused += [Refuse(r.version, r.name, (
+            f"waits for the newer {name}, which stays applied as its removal was not rolled back; rollbacks "
+            "run newest first: revert that one first, or restore its files",
+        ), r.commit) for r in todo if int(r.version) < newest]
+        todo = [r for r in todo if int(r.version) > newest]
     if len(todo) > max_rollbacks:
         refused += [Refuse(r.version, r.name, (
             f"this pass would roll back {len(todo)} migrations, more than max_rollbacks ({max_rollbacks}); "

@@ -5,15 +5,18 @@ that were applied, signed when signatures are required, rolls it back; nothing e
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from pathlib import Path
 
+import git
 import psycopg
 import pytest
 
 from lockgate.controller import config
 from lockgate.controller.reverts import Change, CommitText, revert_of, rollback_trailer_versions
+from lockgate.hooks.errors import InputError
 from tests.gitrepos import Clone, Origin, ssh_key
 from tests.syncsetup import (
     ITEMS,
@@ -282,3 +285,111 @@ def test_the_down_the_ledger_will_run_is_linted_at_rollback_time(
     assert columns(conn, "items") == ["id", "qty", "note"]
     note = notes_seen_from_a_fresh_clone(origin, tmp_path, revert)
     assert f"migrations/{V2}_add_note.down.sql:1:1: LG101" in note and "(as applied)" in note
+
+
+# -- rollbacks run newest first: an older one waits behind a newer removal that was refused --------
+
+TAGS = {
+    "up": "CREATE TABLE tags (id bigint PRIMARY KEY);\n",
+    "down": "DROP TABLE tags;\n",
+    "validate": "SELECT to_regclass('tags') IS NOT NULL AS tags_exist;\n",
+}
+LABEL = {
+    "up": "ALTER TABLE tags ADD COLUMN label text;\n",
+    "down": "ALTER TABLE tags DROP COLUMN label;\n",
+    "validate": "SELECT true AS ok;\n",
+}
+
+
+def test_a_revert_under_a_refused_newer_removal_waits_and_drops_nothing(
+    origin: Origin, dev: Clone, settings: config.Settings, conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    tags = merged(dev, "tags", V2, "create_tags", TAGS)
+    merged(dev, "label", V3, "add_label", LABEL)
+    assert run_sync(settings)[0] == 0
+    conn.execute("INSERT INTO tags VALUES (1, 'keep me')")
+    dev.git("rm", "--quiet", "--", *(f"migrations/{V3}_add_label.{k}.sql" for k in ("up", "down", "validate")))
+    dev.commit_files({"migrations/lockgate.sum": dev.sum_text()}, "Clean up the label migration")
+    # Then the older change is reverted for real: its down drops the table, label and data with it.
+    with contextlib.suppress(git.GitCommandError):
+        dev.git("revert", "--no-commit", "-m", "1", tags)
+    revert = dev.commit_files(
+        {"migrations/lockgate.sum": dev.sum_text()}, f'Revert "tags"\n\nThis reverts commit {tags}.',
+    )
+    dev.push()
+
+    code, _ = run_sync(settings)
+
+    assert code == 1
+    assert conn.execute("SELECT label FROM tags").fetchall() == [("keep me",)]
+    assert {v: row[0] for v, row in ledger(conn).items()} == {V1: "applied", V2: "applied", V3: "applied"}
+    note = notes_seen_from_a_fresh_clone(origin, tmp_path, revert)
+    assert note.startswith(f"lockgate: {V2}_create_tags refused: waits for the newer {V3}_add_label")
+
+
+# -- more ways to make migrations disappear ------------------------------------------------------------
+
+
+def test_a_folder_move_is_refused_and_drops_nothing(
+    origin: Origin, dev: Clone, settings: config.Settings, conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    _applied_note(dev, settings)
+    dev.git("mv", "migrations", "db")
+    move = dev.commit_files({}, "Move migrations under db/")
+    dev.push()
+
+    code, _ = run_sync(settings)
+
+    assert code == 1
+    assert columns(conn, "items") == ["id", "qty", "note"]
+    assert {v: row[0] for v, row in ledger(conn).items()} == {V1: "applied", V2: "applied"}
+    note = notes_seen_from_a_fresh_clone(origin, tmp_path, move)
+    assert f"lockgate: {V2}_add_note refused: {move[:12]} (Move migrations under db/) removed" in note
+
+
+@pytest.mark.parametrize(("how", "what"), [("submodule", "git submodule"), ("file", "is a file")])
+def test_a_migrations_folder_that_is_a_submodule_or_a_file_is_bad_input(
+    how: str, what: str, origin: Origin, dev: Clone, settings: config.Settings, conn: psycopg.Connection
+) -> None:
+    _applied_note(dev, settings)
+    dev.git("rm", "-r", "--quiet", "migrations")
+    if how == "submodule":
+        dev.git("update-index", "--add", "--cacheinfo", f"160000,{dev.head},migrations")
+    else:
+        (dev.path / "migrations").write_text("see db/\n")
+        dev.git("add", "migrations")
+    dev.commit_files({}, f"migrations as a {how}")
+    dev.push()
+
+    with pytest.raises(InputError) as raised:
+        run_sync(settings)
+
+    (problem,) = raised.value.problems
+    assert str(problem).startswith("migrations:1:1: at ") and what in str(problem)
+    assert columns(conn, "items") == ["id", "qty", "note"]
+    assert {v: row[0] for v, row in ledger(conn).items()} == {V1: "applied", V2: "applied"}
+
+
+def test_a_merged_github_revert_pull_request_rolls_back_and_its_merge_gets_the_note(
+    origin: Origin, dev: Clone, settings: config.Settings, conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    dev.branch("add-note")
+    dev.add_migration(V2, "add_note", **NOTE)
+    dev.switch("main")
+    dev.merge_branch("add-note", "Merge pull request #7 from acme/add-note\n\nAdd a note column")
+    dev.push()
+    assert run_sync(settings)[0] == 0
+    dev.branch("revert-7-add-note")
+    dev.git("rm", "--quiet", "--", *FILES)
+    dev.commit_files({"migrations/lockgate.sum": dev.sum_text()}, 'Revert "Add a note column"')
+    dev.switch("main")
+    merge = dev.merge_branch(
+        "revert-7-add-note", 'Merge pull request #8 from acme/revert-7-add-note\n\nReverts acme/shop#7',
+    )
+    dev.push()
+
+    code, lines = run_sync(settings)
+
+    assert code == 0, lines
+    assert columns(conn, "items") == ["id", "qty"]
+    assert notes_seen_from_a_fresh_clone(origin, tmp_path, merge).startswith(f"lockgate: {V2}_add_note rolled back")
