@@ -81,15 +81,19 @@ def _names(settings: Settings) -> dict[str, sql.Composable]:
 
 # The ledger's state in one value. Every command writes an event; the rows' digest also catches a
 # row changed by hand, and the server version a major upgrade (the rules lint for the server's).
-_LEDGER = (
+_LEDGER = sql.SQL(
     "(SELECT coalesce(max(id), 0) FROM {events})::text || ':' || "
     "(SELECT coalesce(md5(string_agg(m::text, ';' ORDER BY m.version)), '') FROM {migrations} AS m) || ':' || "
     "current_setting('server_version_num')"
 )
 
 
+def _ledger_state(settings: Settings) -> sql.Composed:
+    return _LEDGER.format(**_names(settings))
+
+
 def _ledger(conn: psycopg.Connection, settings: Settings) -> str | None:
-    row = conn.execute(sql.SQL(f"SELECT {_LEDGER}").format(**_names(settings))).fetchone()
+    row = conn.execute(sql.SQL("SELECT {}").format(_ledger_state(settings))).fetchone()
     return row[0] if row else None
 
 
@@ -97,9 +101,9 @@ def matches(settings: Settings, conn: psycopg.Connection, seen: Seen) -> bool:
     """Whether the ledger on `conn` (autocommit) holds the fingerprint of a pass that saw `seen` and
     left everything in sync, with nothing written since: one query. A fleet asks it per target."""
     try:
-        row = conn.execute(sql.SQL(
-            f"SELECT s.fingerprint, {_LEDGER} FROM {{sync_state}} AS s"
-        ).format(**_names(settings))).fetchone()
+        row = conn.execute(sql.SQL("SELECT s.fingerprint, {} FROM {} AS s").format(
+            _ledger_state(settings), _names(settings)["sync_state"],
+        )).fetchone()
     except psycopg.Error:
         return False  # no ledger yet, or one older than the short cut: the full pass sets it up
     return row is not None and row[0] == fingerprint(seen, settings, row[1])
