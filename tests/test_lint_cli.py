@@ -177,3 +177,20 @@ def test_many_files_in_parallel_match_one_process(tmp_path: Path, monkeypatch: p
     pooled = lint_paths(paths, pg_version=15)
     assert pooled == alone and pooled.bad_input
     assert len([f for f in pooled.findings if f.rule == "LG101"]) == 7
+
+
+def test_lint_never_follows_a_symbolic_link_out_of_the_repository(tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere" / "secret.sql"
+    outside.parent.mkdir()
+    outside.write_text("CREATE INDEX i ON t (c);\n")
+    repo = tmp_path / "repo"
+    (repo / "migrations").mkdir(parents=True)
+    (repo / "migrations" / "1_a.up.sql").symlink_to(outside)
+    (repo / "migrations" / "2_b.up.sql").write_text("SELECT 1;\n")
+
+    for args in (["lint"], ["lint", "migrations"], ["lint", "migrations/1_a.up.sql"]):
+        done = run_lint(repo, *args[1:])
+        assert done.returncode == 2, (args, done)
+        assert done.stderr == "migrations/1_a.up.sql:1:1: a symbolic link out of the repository; " \
+                              "lockgate does not follow it\n", args
+        assert done.stdout == ""

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from lockgate.controller.commands.common import add_dir, add_pg_version
-from lockgate.hooks.errors import InputError
+from lockgate.hooks.errors import InputError, Problem
 from lockgate.hooks.lint import lint_paths
 from lockgate.hooks.report import FORMATS
 from lockgate.hooks.settings import lint_settings
@@ -25,6 +26,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.files and not settings.dir.is_dir():
         raise InputError.at(settings.dir, 1, 1, "migrations directory not found")
     files = _sql_files(args.files) if args.files else sorted(settings.dir.glob("*.sql"))
+    linked = _linked_out(files)
+    if linked:
+        raise InputError(linked)
     result = lint_paths(files, pg_version=settings.target_pg_version)
     output = FORMATS[args.format](result.findings)
     if output:
@@ -32,6 +36,17 @@ def run(args: argparse.Namespace) -> int:
     if result.bad_input:
         return 2
     return 1 if result.findings else 0
+
+
+def _linked_out(files: list[Path]) -> list[Problem]:
+    """Files reached through a symbolic link that leads out of the working tree: lint never follows
+    those (a committed link could point a hook at any file on the machine)."""
+    root = Path.cwd().resolve()
+    return [
+        Problem(f, 1, 1, "a symbolic link out of the repository; lockgate does not follow it")
+        for f in files
+        if (target := f.resolve()) != Path(os.path.abspath(f)) and not target.is_relative_to(root)
+    ]
 
 
 def _sql_files(given: list[Path]) -> list[Path]:
