@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,6 +81,24 @@ OWN_MAJOR = next(iter(BUILDS), 0)  # 0: the server LOCKGATE_TEST_DSN names
 # The majors CI proves on: the machine's own and 18. --run-slow adds every other build present
 # (16 and 17 from .ci/setup.sh; 10-14 after `python -m tests.pgbuilds 10 11 12 13 14`).
 CI_MAJORS = frozenset({OWN_MAJOR, 18})
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Which server builds the run proved things on: tests per major, passed and not."""
+    counts: dict[str, dict[str, int]] = {}
+    for outcome in ("passed", "failed", "skipped", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            major = re.search(r"\[pg(\d+)[-\]]", getattr(report, "nodeid", ""))
+            if major and getattr(report, "when", "call") in ("call", "setup"):
+                if outcome == "passed" and report.when != "call":
+                    continue
+                counts.setdefault(major[1], {}).setdefault(outcome, 0)
+                counts[major[1]][outcome] += 1
+    if counts:
+        terminalreporter.write_sep("-", "PostgreSQL server builds")
+        for major in sorted(counts, key=int):
+            tally = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts[major].items()))
+            terminalreporter.write_line(f"PostgreSQL {major}: {tally}")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
