@@ -92,7 +92,8 @@ def _ledger_state(settings: Settings) -> sql.Composed:
     return _LEDGER.format(**_names(settings))
 
 
-def _ledger(conn: psycopg.Connection, settings: Settings) -> str | None:
+def ledger(conn: psycopg.Connection, settings: Settings) -> str | None:
+    """The ledger's state now, as the fingerprint holds it."""
     row = conn.execute(sql.SQL("SELECT {}").format(_ledger_state(settings))).fetchone()
     return row[0] if row else None
 
@@ -132,12 +133,14 @@ def unchanged(settings: Settings, *dsns: str) -> str | None:
     return seen.head
 
 
-def record(conn: psycopg.Connection, settings: Settings, seen: Seen | None) -> None:
+def record(conn: psycopg.Connection, settings: Settings, seen: Seen | None, state: str | None = None) -> None:
     """After a full pass: the fingerprint of what it saw (the head it applied, the notes ref it
     pushed) when it left everything in sync, else (`seen` None) none.
 
-    Call it on the pass's own connection, holding the applier lock, after its last ledger write:
-    the ledger state recorded must be the pass's, never a `retry` that came after it.
+    The ledger state recorded must be the pass's, never a `retry` that came after it: call it on
+    the pass's own connection, holding the applier lock, after its last ledger write; or give the
+    `state` (`ledger`) read there, when the notes are pushed after the lock is let go (a fleet).
+    A ledger written since then no longer matches, so the next pass takes the full path.
     """
     names = _names(settings)
     if seen is None or settings.repo is None:
@@ -148,5 +151,5 @@ def record(conn: psycopg.Connection, settings: Settings, seen: Seen | None) -> N
             "INSERT INTO {sync_state} (fingerprint, head) VALUES (%s, %s) ON CONFLICT (singleton) "
             "DO UPDATE SET fingerprint = EXCLUDED.fingerprint, head = EXCLUDED.head, recorded_at = now()"
         ).format(**names),
-        (fingerprint(seen, settings, _ledger(conn, settings)), seen.head),
+        (fingerprint(seen, settings, state if state is not None else ledger(conn, settings)), seen.head),
     )

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 import yaml
 
-from lockgate.controller import config
+from lockgate.controller import config, fastpath
 from lockgate.controller.fleet import config as fleet_config
 from lockgate.controller.fleet import run as fleet_run
 from lockgate.controller.pgserver import create_database, drop_database
@@ -22,7 +22,7 @@ from tests.clirun import lockgate
 from tests.conftest import Server
 from tests.gitrepos import Clone, Origin
 from tests.loopbackhttp import serving_posts
-from tests.syncsetup import NOTE, V2, V3, columns, ledger, merged, notes_seen_from_a_fresh_clone, positive_qty
+from tests.syncsetup import NOTE, V2, V3, V4, columns, ledger, merged, notes_seen_from_a_fresh_clone, positive_qty
 
 NAMES = ["tenant-0", "tenant-1", "tenant-2", "tenant-3"]
 
@@ -165,6 +165,55 @@ def test_a_revert_rolls_every_target_back(origin: Origin, dev: Clone, tenants: d
     # In reverse wave order: the canary last.
     rolled = [line.split("]")[0] for line in lines if "rolled back" in line and line.startswith("[")]
     assert rolled[-1] == "[tenant-0"
+
+
+def test_a_target_written_to_during_the_pass_is_not_recorded_as_in_sync(
+    origin: Origin, dev: Clone, tenants: dict[str, str], tmp_path: Path
+) -> None:
+    path = fleet_file(tmp_path, tenants, {"parallel": 1})
+    merged(dev, "note", V2, "add_note", NOTE)
+    hotfix = origin.clone("hotfix")  # an operator's hand-applied migration, never on the branch
+    hotfix.add_migration(V4, "hand_fix", up="CREATE TABLE hand_fix (id int);\n", down="DROP TABLE hand_fix;\n",
+                         validate="-- Gate: it exists.\nSELECT to_regclass('hand_fix') IS NOT NULL AS there;\n")
+    applied_by_hand: list[int] = []
+
+    def say(line: str) -> None:
+        # The canary is done and the pass is on the next wave: the canary's ledger moves under it.
+        if line.startswith("[tenant-1] applying") and not applied_by_hand:
+            done = lockgate("apply", "--dsn", tenants["tenant-0"], "--dir", str(hotfix.path / "migrations"),
+                            cwd=tmp_path)
+            applied_by_hand.append(done.returncode)
+
+    settings = config.load(repo=origin.url, cache_dir=tmp_path / "cache", fleet=path)
+    assert fleet_run.run(settings, fleet_config.load(path), say=say).exit_code == 0
+    assert applied_by_hand == [0]
+    with on(tenants["tenant-0"]) as conn:
+        assert ledger(conn)[V4][0] == "applied"
+
+    # The next pass must look: the canary holds a migration the branch never had.
+    again = lockgate("sync", "--repo", origin.url, "--fleet", str(path), cwd=tmp_path,
+                     env={"LOCKGATE_CACHE_DIR": str(tmp_path / "cache")})
+    assert "nothing changed" not in again.stdout, again.stdout
+    assert again.returncode == 1
+    assert f"{V4}_hand_fix" in again.stdout and "never removed by a commit" in again.stdout
+
+
+def test_only_targets_a_pass_left_in_sync_get_the_short_cut(
+    origin: Origin, dev: Clone, tenants: dict[str, str], tmp_path: Path
+) -> None:
+    path = fleet_file(tmp_path, tenants, {"parallel": 1, "max_failures": 1})
+    assert sync_fleet(origin, tmp_path, path)[0] == 0
+    settings = config.load(repo=origin.url, cache_dir=tmp_path / "cache", fleet=path)
+    assert all(fastpath.unchanged(settings, dsn) for dsn in tenants.values())
+    with on(tenants["tenant-2"]) as conn:
+        conn.execute("INSERT INTO items VALUES (1, 0)")
+    merged(dev, "qty", V3, "positive_qty", positive_qty())
+
+    assert sync_fleet(origin, tmp_path, path)[0] == 1
+
+    # tenant-2 failed, tenant-3 was not started: neither may skip the next pass, whatever they held before.
+    assert {name: fastpath.unchanged(settings, dsn) is not None for name, dsn in tenants.items()} == {
+        "tenant-0": True, "tenant-1": True, "tenant-2": False, "tenant-3": False}
 
 
 @pytest.mark.parametrize(("waves", "expected"), [

@@ -27,6 +27,7 @@ class TargetPass:
     entries: dict[str, LedgerEntry] = field(default_factory=dict)  # its ledger after the pass
     error: str = ""  # why it could not be reconciled at all
     duration_s: float = 0.0  # wall time the pass spent on it
+    in_sync_ledger: str | None = None  # its ledger's state when the pass left it in sync (see fastpath)
 
 
 def _part(target: TargetPass, sha: str, version: str, at_head: bool) -> TargetRecord:

@@ -16,7 +16,7 @@ from psycopg import sql
 
 from lockgate.controller import db, fastpath, kube, lifecycle, sync
 from lockgate.controller.config import Settings
-from lockgate.controller.engine import Blocked
+from lockgate.controller.engine import Blocked, Engine
 from lockgate.controller.fleet import metrics
 from lockgate.controller.fleet.aggregate import TargetPass, aggregate
 from lockgate.controller.fleet.config import Fleet, Target
@@ -97,9 +97,15 @@ def run(
             def work(target: Target) -> Ended:
                 one = passes[target.name]
                 started = time.monotonic()
+
+                def settled(engine: Engine, result: sync.SyncResult) -> None:
+                    # Read under the target's applier lock: a write after the pass must not pass for its own.
+                    if result.ok:
+                        one.in_sync_ledger = fastpath.ledger(engine.ledger.conn, settings)
+
                 try:
                     result = sync.reconcile(branch, settings, dsns[target.name], Collector(one, reporter),
-                                            wait=wait, stop=stop)
+                                            wait=wait, stop=stop, finish=settled)
                 except (ApplierBusy, Blocked, UsageError) as exc:
                     one.error = source.redact(str(exc))
                     reporter.say(f"[{target.name}] {one.error}")
@@ -119,9 +125,11 @@ def run(
         targets = [passes[t.name] for t in fleet.targets]
         result = _report(reporter, targets, present)
         reporter.flush()
-        for name, state in states.items():
-            with db.connect(dsns[name], application_name="lockgate sync") as conn:
-                fastpath.record(conn, settings, reporter.seen(branch.history.head.sha, state == "in_sync"))
+        for target in targets:
+            if not target.error:  # else the pass never had it (unreachable, another applier): nothing to record
+                with db.connect(dsns[target.name], application_name="lockgate sync") as conn:
+                    seen = reporter.seen(branch.history.head.sha, target.in_sync_ledger is not None)
+                    fastpath.record(conn, settings, seen, target.in_sync_ledger)
     if settings.metrics_push_url:
         metrics.push(settings.metrics_push_url, [
             metrics.TargetMetrics(t.name, t.state, t.duration_s, *(
