@@ -14,7 +14,8 @@ with that object. Then every net change must be undone by the down:
 - dropped objects must be re-created; dropping a table, column, sequence or schema and
   changing rows lose data, so those are warnings (irreversible) rather than errors.
 
-Statements inside DO blocks count (they run); statements inside function bodies do not.
+Statements inside DO blocks count (they run), and so do those in a function body the file calls;
+other function bodies do not (they run when called). Row changes inside a `WITH` count.
 Dynamic SQL (`EXECUTE format(...)`) cannot be read statically; `lockgate verify-rollback`
 proves the round trip on a real database.
 """
@@ -431,8 +432,9 @@ _EFFECTS: dict[str, Callable[[Node], list[Effect]]] = {
 
 
 def _executed(sql: SqlFile) -> Iterator[Statement]:
-    """Statements that run when the file runs: top-level ones and those inside DO blocks."""
-    return (s for s in sql.walk() if s.parent is None or s.parent.kind == "DoStmt")
+    """Statements that run when the file runs: top-level ones, those inside DO blocks and those in
+    the body of a function the file calls."""
+    return (s for s in sql.walk() if sql.runs(s))
 
 
 # Statements that may leave a constraint or index unnamed: PostgreSQL names it (see schemamodel).
@@ -448,7 +450,18 @@ def effects(stmt: Statement, implicit: Implicit | None = None) -> list[Effect]:
     if naming is not None:
         return naming(stmt.node, implicit or {})
     extract = _EFFECTS.get(stmt.kind)
-    return extract(stmt.node) if extract else []
+    return (extract(stmt.node) if extract else []) + _in_with(stmt.node)
+
+
+def _in_with(node: Node) -> list[Effect]:
+    """Rows changed by the data-modifying statements of a `WITH`, which run like any other."""
+    with_clause = node.get("withClause")
+    if not with_clause:
+        return []
+    return [e for kind in _WITH_DML for n in walk_nodes(with_clause, kind) for e in _EFFECTS[kind](n)]
+
+
+_WITH_DML = ("InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt")
 
 
 # --- the up's net changes ----------------------------------------------------------------

@@ -23,6 +23,8 @@ NAMEDATALEN = 64
 # What serial types are stored as.
 _SERIAL_STORAGE = {"serial": "int4", "serial4": "int4", "bigserial": "int8", "serial8": "int8",
                    "smallserial": "int2", "serial2": "int2"}
+# TableLikeClause options (CREATE_TABLE_LIKE_*) that copy what the model knows.
+_LIKE_CONSTRAINTS, _LIKE_IDENTITY, _LIKE_INDEXES = 1 << 2, 1 << 5, 1 << 6
 # Expressions PostgreSQL names an index column after (FigureColname), other than a function call.
 _EXPRESSION_NAMES = {"CoalesceExpr": "coalesce", "CaseExpr": "case", "NullIfExpr": "nullif"}
 
@@ -108,6 +110,10 @@ class Table:
     columns: dict[str, Node] = field(default_factory=dict)  # column -> TypeName
     # Unique keys by the name of the constraint or index that makes them: name key -> columns.
     keys: dict[str, frozenset[str]] = field(default_factory=dict)
+    # Identity columns: a copy INCLUDING IDENTITY gets a sequence of its own.
+    identity: set[str] = field(default_factory=set)
+    # Partitions: an index built on this table is built on each of them too.
+    partitions: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -118,6 +124,9 @@ class _Named:
     columns: frozenset[str]
     constraint: bool
     index: bool
+    # (name2, label): how PostgreSQL names its copy on another table (LIKE … INCLUDING INDEXES, a
+    # partition), whatever this one is called; the label also tells a CHECK from a foreign key.
+    copy_as: tuple[str | None, str] = (None, "idx")
 
 
 @dataclass(slots=True)
@@ -132,6 +141,7 @@ class SchemaModel:
     by_table: dict[str, set[str]] = field(default_factory=dict)
     # Tables a replayed migration put rows into (INSERT, COPY FROM, MERGE): not empty any more.
     filled: set[str] = field(default_factory=set)
+    partition_of: dict[str, str] = field(default_factory=dict)  # partition -> its parent
 
     # --- what the rules ask ------------------------------------------------------------------
 
@@ -145,7 +155,7 @@ class SchemaModel:
 
     def names(self) -> SchemaModel:
         """A copy that knows the names in use (and what they name), for naming more objects."""
-        named = {k: _Named(v.table, v.columns, v.constraint, v.index) for k, v in self.named.items()}
+        named = {k: _Named(v.table, v.columns, v.constraint, v.index, v.copy_as) for k, v in self.named.items()}
         by_table = {table: set(keys) for table, keys in self.by_table.items()}
         return SchemaModel(relations=set(self.relations), constraints=set(self.constraints), named=named,
                            by_table=by_table)
@@ -180,8 +190,20 @@ class SchemaModel:
     def _forget(self, table: str) -> None:
         self.tables.pop(table, None)
         self.relations.discard(table)
+        self._detach(table)
         for key in list(self.by_table.get(table, ())):
             self._drop_named(key)
+
+    def _drop_table(self, table: str) -> None:
+        """Dropping a partitioned table drops its partitions."""
+        for partition in list(self.tables[table].partitions if table in self.tables else ()):
+            self._drop_table(partition)
+        self._forget(table)
+
+    def _detach(self, table: str) -> None:
+        parent = self.tables.get(self.partition_of.pop(table, ""))
+        if parent is not None and table in parent.partitions:
+            parent.partitions.remove(table)
 
     def _drop_named(self, key: str) -> None:
         named = self.named.pop(key, None)
@@ -195,10 +217,10 @@ class SchemaModel:
         if owner is not None:
             owner.keys.pop(key, None)
 
-    def _add_named(self, table: str, name: str, columns: frozenset[str], *,
-                   constraint: bool, index: bool, unique: bool) -> None:
+    def _add_named(self, table: str, name: str, columns: frozenset[str], *, constraint: bool, index: bool,
+                   unique: bool, copy_as: tuple[str | None, str]) -> None:
         key = _in_schema(table, name)
-        self.named[key] = _Named(table, columns, constraint, index)
+        self.named[key] = _Named(table, columns, constraint, index, copy_as)
         self.by_table.setdefault(table, set()).add(key)
         if constraint:
             self.constraints.add(key)
@@ -215,7 +237,14 @@ class SchemaModel:
         self.tables[table] = known
         self.relations.add(table)
         self.filled.discard(table)
+        # Inherited columns come first; a partition has its parent's columns, CHECKs, foreign keys and indexes.
+        parents = [relation_key(r["RangeVar"]) for r in node.get("inhRelations", []) if "RangeVar" in r]
+        partition = "partbound" in node
+        for parent in parents:
+            self._copy_columns(table, parent, identity=False)
+            self._copy_constraints(table, parent)
         constraints: list[tuple[Node, str | None]] = []  # (Constraint, the column it is written on)
+        likes: list[tuple[str, int]] = []  # (source table, TableLikeClause options)
         for element in node.get("tableElts", []):
             if "ColumnDef" in element:
                 column = element["ColumnDef"]
@@ -224,39 +253,92 @@ class SchemaModel:
                                 if "Constraint" in c]
             elif "Constraint" in element:
                 constraints.append((element["Constraint"], None))
-        # PostgreSQL names CHECKs with the table, then builds the indexes, then adds the FKs.
-        order = {"CONSTR_CHECK": 0, "CONSTR_PRIMARY": 1, "CONSTR_UNIQUE": 1, "CONSTR_EXCLUSION": 1,
-                 "CONSTR_FOREIGN": 2}
-        for constraint, column in sorted(constraints, key=lambda c: order.get(c[0].get("contype", ""), 3)):
+            elif "TableLikeClause" in element:
+                like = element["TableLikeClause"]
+                likes.append((relation_key(like.get("relation", {})), int(like.get("options", 0))))
+                self._copy_columns(table, likes[-1][0], identity=bool(likes[-1][1] & _LIKE_IDENTITY))
+        # PostgreSQL names CHECKs with the table, then clones a partition's indexes, then builds the
+        # table's own indexes, then adds the FKs, and copies what LIKE includes last.
+        order = {"CONSTR_CHECK": 0, "CONSTR_PRIMARY": 2, "CONSTR_UNIQUE": 2, "CONSTR_EXCLUSION": 2,
+                 "CONSTR_FOREIGN": 3}
+        ranked = sorted(constraints, key=lambda c: order.get(c[0].get("contype", ""), 4))
+        for constraint, column in (c for c in ranked if order.get(c[0].get("contype", "")) == 0):
             self._constraint(table, constraint, column, chosen)
+        for parent in parents if partition else ():
+            if parent in self.tables:
+                self.tables[parent].partitions.append(table)
+                self.partition_of[table] = parent
+            self._copy_indexes(table, parent)
+        for constraint, column in (c for c in ranked if order.get(c[0].get("contype", "")) != 0):
+            self._constraint(table, constraint, column, chosen)
+        for source, options in likes:
+            if options & _LIKE_CONSTRAINTS:
+                self._copy_constraints(table, source, foreign=False)
+            if options & _LIKE_INDEXES:
+                self._copy_indexes(table, source)
+
+    def _copy_columns(self, table: str, source: str, *, identity: bool) -> None:
+        """The columns of `source` (LIKE, INHERITS, PARTITION OF), when the model knows it."""
+        known = self.tables.get(source)
+        if known is None:
+            return
+        self.tables[table].columns.update(known.columns)
+        for column in known.identity if identity else ():
+            self._sequence(table, column)
+            self.tables[table].identity.add(column)
+
+    def _copy_constraints(self, table: str, source: str, *, foreign: bool = True) -> None:
+        """CHECKs (and foreign keys, for a child table) are copied under their own names."""
+        for key in list(self.by_table.get(source, ())):
+            label = self.named[key].copy_as[1]
+            if label == "check" or (foreign and label == "fkey"):
+                self.constraints.add(_in_schema(table, _bare(key)))
+
+    def _copy_indexes(self, table: str, source: str) -> None:
+        """Indexes of `source` rebuilt on `table`, named as PostgreSQL names new ones, in creation order."""
+        owner = self.tables.get(source)
+        for key, named in [(k, n) for k, n in self.named.items() if n.table == source and n.index]:
+            self._add_index(table, None, named.columns, constraint=named.constraint,
+                            unique=owner is not None and key in owner.keys, copy_as=named.copy_as)
+
+    def _add_index(self, table: str, given: str | None, columns: frozenset[str], *, constraint: bool,
+                   unique: bool, copy_as: tuple[str | None, str]) -> str:
+        """An index (or the index of a key) on `table`, then its copy on each partition; returns its name."""
+        name = given or self.choose(table, *copy_as, relation=True, constraint=constraint)
+        self._add_named(table, name, columns, constraint=constraint, index=True, unique=unique, copy_as=copy_as)
+        for partition in list(self.tables[table].partitions if table in self.tables else ()):
+            self._add_index(partition, None, columns, constraint=constraint, unique=unique, copy_as=copy_as)
+        return name
 
     def _constraint(self, table: str, constraint: Node, column: str | None, chosen: dict[int, str]) -> None:
         contype = constraint.get("contype", "")
         keys = qualified_names(constraint.get("keys", [])) or ([column] if column else [])
         given = constraint.get("conname")
         if contype == "CONSTR_PRIMARY":
-            name = given or self.choose(table, None, "pkey", relation=True, constraint=True)
-            self._add_named(table, name, frozenset(keys), constraint=True, index=True, unique=True)
+            name = self._add_index(table, given, frozenset(keys), constraint=True, unique=True,
+                                   copy_as=(None, "pkey"))
         elif contype == "CONSTR_UNIQUE":
             if constraint.get("indexname"):
                 self._attach_index(table, constraint, chosen)
                 return
-            name = given or self.choose(table, "_".join(keys), "key", relation=True, constraint=True)
-            self._add_named(table, name, frozenset(keys), constraint=True, index=True, unique=True)
+            name = self._add_index(table, given, frozenset(keys), constraint=True, unique=True,
+                                   copy_as=("_".join(keys), "key"))
         elif contype == "CONSTR_EXCLUSION":
             columns = index_column_names([e["List"]["items"][0] for e in constraint.get("exclusions", [])
                                           if "List" in e and e["List"].get("items")])
-            name = given or self.choose(table, "_".join(columns), "excl", relation=True, constraint=True)
-            self._add_named(table, name, frozenset(), constraint=True, index=True, unique=False)
+            name = self._add_index(table, given, frozenset(), constraint=True, unique=False,
+                                   copy_as=("_".join(columns), "excl"))
         elif contype == "CONSTR_CHECK":
             refs = _column_refs(constraint.get("raw_expr", {}))
             name = given or self.choose(table, refs[0] if len(refs) == 1 else None, "check",
                                         relation=False, constraint=True)
-            self._add_named(table, name, frozenset(refs), constraint=True, index=False, unique=False)
+            self._add_named(table, name, frozenset(refs), constraint=True, index=False, unique=False,
+                            copy_as=(None, "check"))
         elif contype == "CONSTR_FOREIGN":
             columns = qualified_names(constraint.get("fk_attrs", [])) or ([column] if column else [])
             name = given or self.choose(table, "_".join(columns), "fkey", relation=False, constraint=True)
-            self._add_named(table, name, frozenset(columns), constraint=True, index=False, unique=False)
+            self._add_named(table, name, frozenset(columns), constraint=True, index=False, unique=False,
+                            copy_as=(None, "fkey"))
         else:
             return
         if not given:
@@ -270,7 +352,9 @@ class SchemaModel:
         unique = index in self.tables.get(table, Table()).keys
         self._drop_named(index)
         name = constraint.get("conname") or constraint["indexname"]
-        self._add_named(table, name, columns, constraint=True, index=True, unique=unique)
+        name2 = named.copy_as[0] if named else None
+        copy_as = (None, "pkey") if constraint.get("contype") == "CONSTR_PRIMARY" else (name2, "key")
+        self._add_named(table, name, columns, constraint=True, index=True, unique=unique, copy_as=copy_as)
 
     def _on_AlterTableStmt(self, node: Node, chosen: dict[int, str]) -> None:
         if node.get("objtype", "OBJECT_TABLE") != "OBJECT_TABLE":
@@ -282,7 +366,9 @@ class SchemaModel:
             subtype = cmd.get("subtype")
             definition = cmd.get("def", {})
             name = cmd.get("name", "")
-            if subtype == "AT_AddConstraint":
+            if subtype == "AT_DetachPartition":
+                self._detach(relation_key(definition.get("PartitionCmd", {}).get("name", {})))
+            elif subtype == "AT_AddConstraint":
                 self._constraint(table, definition.get("Constraint", {}), None, chosen)
             elif subtype == "AT_DropConstraint":
                 self._drop_named(_in_schema(table, name))
@@ -304,6 +390,9 @@ class SchemaModel:
                     known.columns.pop(name, None)
                 else:
                     known.columns[name] = type_name
+            elif subtype == "AT_AddIdentity":
+                self._sequence(table, name)
+                known.identity.add(name)
             elif subtype in ("AT_AddInherit", "AT_AttachPartition", "AT_AddOf"):
                 # Columns and keys now come from elsewhere too: stop claiming to know them.
                 self._forget(table)
@@ -315,22 +404,28 @@ class SchemaModel:
         type_name = dict(column.get("typeName", {}))
         names = qualified_names(type_name.get("names", []))
         if names and names[-1] in _SERIAL_STORAGE:
-            self.relations.add(_in_schema(table, self.choose(table, name, "seq", relation=True, constraint=False)))
+            self._sequence(table, name)
             type_name["names"] = [{"String": {"sval": _SERIAL_STORAGE[names[-1]]}}]
+        elif any(c.get("Constraint", {}).get("contype") == "CONSTR_IDENTITY" for c in column.get("constraints", [])):
+            self._sequence(table, name)
+            self.tables[table].identity.add(name)
         self.tables[table].columns[name] = type_name
+
+    def _sequence(self, table: str, column: str) -> None:
+        """The sequence behind a serial or identity column takes a name in the relations' namespace."""
+        self.relations.add(_in_schema(table, self.choose(table, column, "seq", relation=True, constraint=False)))
 
     def _on_IndexStmt(self, node: Node, chosen: dict[int, str]) -> None:
         table = relation_key(node.get("relation", {}))
         params = node.get("indexParams", [])
-        given = node.get("idxname")
-        name = given or self.choose(table, "_".join(index_column_names(params)), "idx",
-                                    relation=True, constraint=False)
-        if not given:
-            chosen[id(node)] = name
         plain = [p["IndexElem"]["name"] for p in params if p.get("IndexElem", {}).get("name")]
         # A partial or expression index is not a key of the whole table.
         unique = bool(node.get("unique")) and not node.get("whereClause") and len(plain) == len(params)
-        self._add_named(table, name, frozenset(plain), constraint=False, index=True, unique=unique)
+        given = node.get("idxname")
+        name = self._add_index(table, given, frozenset(plain), constraint=False, unique=unique,
+                               copy_as=("_".join(index_column_names(params)), "idx"))
+        if not given:
+            chosen[id(node)] = name
 
     def _on_DropStmt(self, node: Node, chosen: dict[int, str]) -> None:
         kind = node.get("removeType", "")
@@ -338,7 +433,7 @@ class SchemaModel:
             names = item.get("List", {}).get("items", []) if "List" in item else [item]
             key = name_key(names)
             if kind in ("OBJECT_TABLE", "OBJECT_FOREIGN_TABLE"):
-                self._forget(key)
+                self._drop_table(key)
             elif kind == "OBJECT_INDEX":
                 self._drop_named(key)
             elif kind in ("OBJECT_VIEW", "OBJECT_MATVIEW", "OBJECT_SEQUENCE"):
@@ -354,6 +449,7 @@ class SchemaModel:
             self.relations.add(moved)
             if old in self.tables:
                 self.tables[moved] = self.tables.pop(old)
+            self._rename_partition(old, moved)
             for key in self.by_table.pop(old, set()):
                 self.named[key].table = moved
                 self.by_table.setdefault(moved, set()).add(key)
@@ -380,6 +476,15 @@ class SchemaModel:
             self.relations.discard(old)
             self.relations.add(_in_schema(old, new))
 
+    def _rename_partition(self, old: str, new: str) -> None:
+        parent = self.partition_of.pop(old, None)
+        if parent is not None:
+            self.partition_of[new] = parent
+            siblings = self.tables[parent].partitions if parent in self.tables else []
+            siblings[:] = [new if p == old else p for p in siblings]
+        for partition in self.tables[new].partitions if new in self.tables else ():
+            self.partition_of[partition] = new
+
     def _rename_named(self, old: str, new: str) -> None:
         """Renaming a constraint renames its index and the other way round."""
         named = self.named.get(old)
@@ -389,7 +494,7 @@ class SchemaModel:
         unique = owner is not None and old in owner.keys
         self._drop_named(old)
         self._add_named(named.table, _bare(new), named.columns, constraint=named.constraint, index=named.index,
-                        unique=unique)
+                        unique=unique, copy_as=named.copy_as)
 
     def _on_AlterObjectSchemaStmt(self, node: Node, chosen: dict[int, str]) -> None:
         if "relation" in node:

@@ -110,6 +110,7 @@ class SqlFile:
     directives: dict[int, Directive]
     header: dict[str, str]
     _order: list[Statement] = field(default_factory=list)
+    _called: dict[int, bool] = field(default_factory=dict)  # id() of a CREATE FUNCTION -> called here
 
     def walk(self) -> Iterator[Statement]:
         """Every statement in source order, nested ones right after their parent."""
@@ -122,6 +123,22 @@ class SqlFile:
                 self._order.append(stmt)
                 self._order.extend(children.get(id(stmt), ()))
         return iter(self._order)
+
+    def runs(self, stmt: Statement) -> bool:
+        """Whether `stmt` runs when the file runs: top-level statements and DO bodies do; a function's
+        body does when another statement of the file calls it (SELECT f(), CALL f(), PERFORM f() in a
+        DO block), read from the text, as PL/pgSQL's PERFORM is not parsed further."""
+        function = stmt.parent
+        if function is None or function.kind == "DoStmt":
+            return True
+        if function.kind != "CreateFunctionStmt":
+            return False
+        called = self._called.get(id(function))
+        if called is None:
+            call = re.compile(rf"(?<![\w$.]){re.escape(function_name(function))}\s*\(", re.IGNORECASE)
+            called = self._called[id(function)] = any(
+                s is not function and call.search(s.text) for s in self.statements)
+        return called
 
     @property
     def no_transaction(self) -> bool:
@@ -141,6 +158,12 @@ class SqlFile:
     @property
     def is_empty(self) -> bool:
         return not self.statements
+
+
+def function_name(function: Statement) -> str:
+    """The unqualified name a CREATE FUNCTION/PROCEDURE defines."""
+    names = qualified_names(function.node.get("funcname", []))
+    return names[-1] if names else ""
 
 
 class _Positions:

@@ -35,6 +35,14 @@ def test_missing_drop_column_names_the_column_and_the_up_line() -> None:
 
 
 COVERED = {
+    "row changes in a function the up defines but does not call": (
+        "CREATE FUNCTION purge() RETURNS void LANGUAGE plpgsql AS $$\nBEGIN\n  DELETE FROM t;\nEND $$;",
+        "DROP FUNCTION purge();",
+    ),
+    "rows a WITH inserts, deleted by the down": (
+        "WITH added AS (INSERT INTO plans (name) VALUES ('pro') RETURNING id) SELECT count(*) FROM added;",
+        "DELETE FROM plans WHERE name = 'pro';",
+    ),
     "an unnamed constraint dropped by its implicit name": (
         "ALTER TABLE t ADD CHECK (a > 0) NOT VALID; ALTER TABLE t ADD FOREIGN KEY (c_id) REFERENCES c NOT VALID;",
         "ALTER TABLE t DROP CONSTRAINT t_c_id_fkey; ALTER TABLE t DROP CONSTRAINT t_a_check;",
@@ -222,6 +230,22 @@ MISSED = {
         "DELETE FROM t WHERE a IS NULL;", "ALTER TABLE t DROP COLUMN a;",
         "LG906 irreversible: DELETE of t at up.sql:1 is not undone by the down "
         "(drop what it fills or write the reverse change)",
+    ),
+    "delete inside a WITH": (
+        "WITH gone AS (DELETE FROM orders WHERE total = 0 RETURNING 1)\nSELECT count(*) FROM gone;", "SELECT 1;",
+        "LG906 irreversible: DELETE of orders at up.sql:1 is not undone by the down "
+        "(drop what it fills or write the reverse change)",
+    ),
+    "update in a function the up calls": (
+        "CREATE FUNCTION fix() RETURNS void LANGUAGE plpgsql AS $$\nBEGIN\n  UPDATE t SET a = upper(a);\nEND $$;\n"
+        "SELECT fix();", "DROP FUNCTION fix();",
+        "LG906 irreversible: UPDATE of t at up.sql:3 is not undone by the down "
+        "(drop what it fills or write the reverse change)",
+    ),
+    "table created by a function the up calls": (
+        "CREATE PROCEDURE mk() LANGUAGE plpgsql AS $$\nBEGIN\n  CREATE TABLE made (id int);\nEND $$;\nCALL mk();",
+        "DROP PROCEDURE mk();",
+        "LG903 rollback does not drop table made created at up.sql:3",
     ),
 }
 

@@ -74,3 +74,26 @@ def test_earlier_migrations_give_types_and_unique_keys(dev: Clone) -> None:
     alone = dev.path / "alone.sql"
     alone.write_text((dev.path / "migrations/20240102000000_widen.up.sql").read_text())
     assert lint(dev.path, "alone.sql") == ["alone.sql: LG301", "alone.sql: LG401"]
+
+
+def test_copies_and_partitions_take_their_types_and_keys_from_the_set(dev: Clone) -> None:
+    dev.add_migration(
+        "20240102000000", "copies",
+        up="CREATE TABLE events_archive (LIKE events INCLUDING ALL);\n"
+           "CREATE TABLE logins (id bigint, kind varchar(16), at timestamptz, PRIMARY KEY (id, kind))"
+           " PARTITION BY LIST (kind);\n"
+           "CREATE TABLE logins_web PARTITION OF logins FOR VALUES IN ('web');\n",
+        down="DROP TABLE logins;\nDROP TABLE events_archive;\n")
+    # On the base branch: the tables are no longer new (and empty) in this change.
+    dev.git("push", "--quiet", "origin", "feature:main")
+    dev.git("fetch", "--quiet", "origin")
+    dev.add_migration(
+        "20240102000001", "use_them",
+        up="ALTER TABLE events_archive ALTER COLUMN kind TYPE text;\n"
+           "DELETE FROM events_archive WHERE id = 7;\n"
+           "DELETE FROM logins_web WHERE id = 7 AND kind = 'web';\n"
+           "DELETE FROM logins_web WHERE at < now();\n",
+        down="SELECT 1;\n")
+    # The copy knows `kind` was varchar(16) (to text: no rewrite) and that `id` is its key; the
+    # partition knows its parent's key; only the range delete changes an unbounded set of rows.
+    assert lint(dev.path, "migrations/20240102000001_use_them.up.sql") == ["20240102000001_use_them.up.sql: LG401"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 from pglast.enums.nodes import NodeTag
@@ -11,7 +10,7 @@ from lockgate.hooks.directives import Batch
 from lockgate.hooks.rules._nodes import has_limit, is_key_name, table_name
 from lockgate.hooks.rules.base import Example, Hit, Rule, Severity
 from lockgate.hooks.rules.context import Context
-from lockgate.hooks.sqlmodel import Node, Statement, qualified_names, walk_nodes
+from lockgate.hooks.sqlmodel import Node, Statement, function_name, qualified_names, walk_nodes
 
 _DML = frozenset({"UpdateStmt", "DeleteStmt"})
 _MEMBERSHIPS = "CREATE TABLE memberships (team bigint, member bigint, role text, PRIMARY KEY (team, member));"
@@ -139,28 +138,6 @@ def bounded(where: Node | None, in_plpgsql: bool = False, keys: tuple[frozenset[
     return any(("upper", column) in bounds for side, column in bounds if side == "lower")
 
 
-def _runs_now(stmt: Statement, ctx: Context) -> bool:
-    """Top-level statements and DO bodies run during the migration; a function body runs when it
-    is called, so it counts when the same file calls the function."""
-    if stmt.parent is None or stmt.parent.kind == "DoStmt":
-        return True
-    return stmt.parent.kind == "CreateFunctionStmt" and _called_in_file(stmt.parent, ctx)
-
-
-def _function_name(function: Statement) -> str:
-    names = qualified_names(function.node.get("funcname", []))
-    return names[-1] if names else ""
-
-
-def _called_in_file(function: Statement, ctx: Context) -> bool:
-    """Whether a statement of the file other than the function's own definition calls it: SELECT f(),
-    CALL f(), PERFORM f() in a DO block. Read from the text, as PL/pgSQL's PERFORM is not parsed further."""
-    if ctx.sql is None:
-        return False
-    call = re.compile(rf"(?<![\w$.]){re.escape(_function_name(function))}\s*\(", re.IGNORECASE)
-    return any(s is not function and call.search(s.text) for s in ctx.sql.statements)
-
-
 def _changes(stmt: Statement) -> Iterator[tuple[str, Node, bool]]:
     """(verb, UPDATE/DELETE node, whether it sits in a WITH) for each row change the statement makes."""
     if stmt.kind in _DML:
@@ -235,7 +212,7 @@ class RequireBatchedUpdate(Rule):
     )
 
     def check(self, stmt: Statement, ctx: Context) -> Iterator[Hit | str]:
-        if not _runs_now(stmt, ctx):
+        if ctx.sql is None or not ctx.sql.runs(stmt):
             return
         in_plpgsql = stmt.parent is not None
         for verb, node, in_with in _changes(stmt):
@@ -253,7 +230,7 @@ class RequireBatchedUpdate(Rule):
             in_function = stmt.parent is not None and stmt.parent.kind == "CreateFunctionStmt"
             if in_function:
                 assert stmt.parent is not None
-                change += f" in {_function_name(stmt.parent)}(), which this migration calls,"
+                change += f" in {function_name(stmt.parent)}(), which this migration calls,"
             fix = ("write it as a statement of its own with -- lockgate:batch on the line above it"
                    if in_with or in_function else "put -- lockgate:batch on the line above it")
             yield (f"{change} without a key predicate locks every row it changes until commit; "
@@ -330,7 +307,7 @@ class UnboundedInsertSelect(Rule):
     )
 
     def check(self, stmt: Statement, ctx: Context) -> Iterator[Hit | str]:
-        if not _runs_now(stmt, ctx):
+        if ctx.sql is None or not ctx.sql.runs(stmt):
             return
         select = stmt.node.get("selectStmt", {}).get("SelectStmt")
         if not select or "limitCount" in select or bounded(select.get("whereClause"), stmt.parent is not None):
