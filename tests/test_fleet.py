@@ -3,7 +3,9 @@ server in waves, with one aggregated note per commit."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Iterator
 from email.message import Message
 from pathlib import Path
@@ -11,6 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
+from psycopg import conninfo
 
 from lockgate.controller import config, fastpath
 from lockgate.controller.fleet import config as fleet_config
@@ -132,6 +135,17 @@ def test_a_gate_failing_on_one_target_rolls_it_back_and_halts_the_fleet(
     assert shown.returncode == 0, shown.stderr
     halted = shown.stdout.split("== tenant-3", 1)[1]
     assert f"{V3}_positive_qty" in halted
+    # So does the status: each target's ledger state beside the note's word for it.
+    status = lockgate("status", "--repo", origin.url, "--fleet", str(path), cwd=tmp_path,
+                      env={"LOCKGATE_CACHE_DIR": str(tmp_path / "status-cache")})
+    assert status.returncode == 1, status.stderr  # the note says failed
+    assert target_rows(status.stdout) == [
+        ["TARGET", "VERSION", "NOTE", "LEDGER"],
+        ["tenant-0", V3, "applied", "applied"],
+        ["tenant-1", V3, "applied", "applied"],
+        ["tenant-2", V3, "failed", f"failed before: runs again only with changed files or `lockgate retry {V3}`"],
+        ["tenant-3", V3, "not started", "pending"],
+    ]
 
     # The failure is sticky on its target: fixed there and retried, the next pass goes on.
     with on(tenants["tenant-2"]) as conn:
@@ -165,6 +179,39 @@ def test_a_revert_rolls_every_target_back(origin: Origin, dev: Clone, tenants: d
     # In reverse wave order: the canary last.
     rolled = [line.split("]")[0] for line in lines if "rolled back" in line and line.startswith("[")]
     assert rolled[-1] == "[tenant-0"
+
+
+def target_rows(status_out: str) -> list[list[str]]:
+    """The per-target table of `lockgate status --fleet`, cells split where two spaces part them."""
+    lines = ("TARGET " + status_out.split("\nTARGET ", 1)[1]).splitlines()
+    return [re.split(r"\s{2,}", line) for line in lines if "  " in line and ": unreachable: " not in line]
+
+
+def test_status_names_an_unreachable_target_on_its_own_line(
+    origin: Origin, dev: Clone, tenants: dict[str, str], tmp_path: Path, pg_server: Server
+) -> None:
+    path = fleet_file(tmp_path, tenants, {"parallel": 2})
+    merge = merged(dev, "note", V2, "add_note", NOTE)
+    assert sync_fleet(origin, tmp_path, path)[0] == 0
+    fleet = yaml.safe_load(path.read_text())
+    gone = conninfo.make_conninfo(pg_server.admin_dsn, dbname=f"lockgate_fleet_{os.getpid()}_gone")
+    fleet["waves"][1]["targets"] += [{"name": "tenant-gone", "dsn": gone}, {"name": "tenant-env", "dsn_env": "NO_DSN"}]
+    path.write_text(yaml.safe_dump(fleet))
+    env = {"LOCKGATE_CACHE_DIR": str(tmp_path / "status-cache")}
+
+    shown = lockgate("status", "--repo", origin.url, "--fleet", str(path), merge, cwd=tmp_path, env=env)
+
+    assert shown.returncode == 1 and "Traceback" not in shown.stderr, shown.stderr
+    assert target_rows(shown.stdout) == [["TARGET", "VERSION", "NOTE", "LEDGER"]] + [
+        [name, V2, "applied", "applied"] for name in NAMES]
+    last = shown.stdout.splitlines()[-2:]
+    assert last[0].startswith("tenant-gone: unreachable: cannot connect to the database: ") and "gone" in last[0]
+    assert last[1] == "tenant-env: unreachable: fleet target tenant-env: dsn_env NO_DSN is not set"
+    as_json = json.loads(lockgate("status", "--repo", origin.url, "--fleet", str(path), "--format", "json", merge,
+                                  cwd=tmp_path, env=env).stdout)
+    assert [(t["name"], t["error"] is None) for t in as_json["targets"]] == [
+        *((name, True) for name in NAMES), ("tenant-gone", False), ("tenant-env", False)]
+    assert as_json["targets"][0]["migrations"] == {V2: {"note": "applied", "state": "applied", "detail": "applied"}}
 
 
 def test_a_target_written_to_during_the_pass_is_not_recorded_as_in_sync(
