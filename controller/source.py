@@ -18,7 +18,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
@@ -423,7 +423,7 @@ class Source:
         parts = problem.path.parts[-(len(self.migrations_dir.parts) + 1):]
         if PurePosixPath(*parts[:-1]) != self.migrations_dir:
             return problem
-        return replace(problem, path=Path(*parts))
+        return Problem(Path(*parts), problem.line, problem.column, problem.message)
 
     @contextmanager
     def migrations_at(self, rev: str | None = None, *, require_triples: bool = True) -> Iterator[CommitMigrations]:

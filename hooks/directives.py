@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from lockgate.hooks.errors import InputError
+from lockgate.hooks.records import Record
 
 PREFIX = "-- lockgate:"
 _HEADER = re.compile(r"^--\s*(?P<key>[A-Z][A-Za-z ]{0,40}):\s*(?P<value>.+?)\s*$")
@@ -20,31 +20,38 @@ MAX_WORKERS = 16
 _RULE = re.compile(r"^(?:LG\d{3}|[a-z][a-z0-9-]+)$")
 
 
-@dataclass(frozen=True, slots=True)
-class Batch:
+class Batch(Record):
     """`-- lockgate:batch`: run the next UPDATE/DELETE in key ranges."""
 
-    line: int
-    size: int = 10_000
-    key: str | None = None
-    pause_s: float = 0.0
-    target_s: float | None = None
-    workers: int = 1
+    __slots__ = ("key", "line", "pause_s", "size", "target_s", "workers")
+
+    def __init__(self, line: int, size: int = 10_000, key: str | None = None, pause_s: float = 0.0,
+                 target_s: float | None = None, workers: int = 1) -> None:
+        self.line = line
+        self.size = size
+        self.key = key
+        self.pause_s = pause_s
+        self.target_s = target_s
+        self.workers = workers
 
 
-@dataclass(frozen=True, slots=True)
-class Ignore:
+class Ignore(Record):
     """`-- lockgate:ignore` (next statement) or `ignore-file` (whole file)."""
 
-    line: int
-    rules: tuple[str, ...]
-    reason: str
-    whole_file: bool
+    __slots__ = ("line", "reason", "rules", "whole_file")
+
+    def __init__(self, line: int, rules: tuple[str, ...], reason: str, whole_file: bool) -> None:
+        self.line = line
+        self.rules = rules
+        self.reason = reason
+        self.whole_file = whole_file
 
 
-@dataclass(frozen=True, slots=True)
-class NoTransaction:
-    line: int
+class NoTransaction(Record):
+    __slots__ = ("line",)
+
+    def __init__(self, line: int) -> None:
+        self.line = line
 
 
 # The engine's lock_timeout and statement_timeout in seconds when nothing is configured.
@@ -52,15 +59,17 @@ DEFAULT_LOCK_TIMEOUT_S = 2.0
 DEFAULT_STATEMENT_TIMEOUT_S = 300.0
 
 
-@dataclass(frozen=True, slots=True)
-class Timeout:
+class Timeout(Record):
     """`-- lockgate:timeout lock=5s statement=30m` (file level, up file only): this migration's
     lock_timeout and statement_timeout instead of the configured ones; None keeps the configured
     value, a statement of 0 means no limit."""
 
-    line: int
-    lock_s: float | None = None
-    statement_s: float | None = None
+    __slots__ = ("line", "lock_s", "statement_s")
+
+    def __init__(self, line: int, lock_s: float | None = None, statement_s: float | None = None) -> None:
+        self.line = line
+        self.lock_s = lock_s
+        self.statement_s = statement_s
 
 
 Directive = Batch | Ignore | NoTransaction | Timeout

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
+from lockgate.hooks.records import Record
 
-@dataclass(frozen=True, slots=True)
-class Problem:
+
+class Problem(Record):
     """One thing wrong with the input, located in a file."""
 
-    path: Path
-    line: int
-    column: int
-    message: str
+    __slots__ = ("column", "line", "message", "path")
 
-    def __post_init__(self) -> None:
+    def __init__(self, path: Path, line: int, column: int, message: str) -> None:
+        self.path = path
+        self.line = line
+        self.column = column
         # One problem, one line: parser messages can quote a token that spans lines.
-        one_line = self.message.replace("\r", "\\r").replace("\n", "\\n")
-        object.__setattr__(self, "message", one_line)
+        self.message = message.replace("\r", "\\r").replace("\n", "\\n")
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}:{self.column}: {self.message}"

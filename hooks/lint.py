@@ -10,7 +10,6 @@ import importlib
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from functools import cache
 from itertools import pairwise
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 from lockgate.hooks import rules as rules_package
 from lockgate.hooks.errors import InputError
 from lockgate.hooks.migrationset import decode
+from lockgate.hooks.records import Record
 from lockgate.hooks.rules.base import ANY_STATEMENT, Finding, Hit, Rule, Severity
 from lockgate.hooks.rules.context import Context
 from lockgate.hooks.schemamodel import SchemaView
@@ -162,10 +162,12 @@ def _groups(paths: Iterable[Path]) -> list[tuple[Path, ...]]:
     return [tuple(v) for _, v in sorted(by_migration.items())]
 
 
-@dataclass(frozen=True, slots=True)
-class LintResult:
-    findings: list[Finding]
-    bad_input: bool  # a file did not parse or decode
+class LintResult(Record):
+    __slots__ = ("bad_input", "findings")
+
+    def __init__(self, findings: list[Finding], bad_input: bool) -> None:
+        self.findings = findings
+        self.bad_input = bad_input  # a file did not parse or decode
 
 
 def _lint_groups(groups: Sequence[tuple[Path, ...]], pg_version: int) -> list[Finding]:

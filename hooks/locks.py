@@ -10,10 +10,10 @@ worse case and its note says what would make it cheaper.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from lockgate.hooks.records import Record
 from lockgate.hooks.rules.context import name_key, relation_key
 from lockgate.hooks.sqlmodel import Node, Statement, def_options, qualified_names, walk_nodes
 
@@ -33,15 +33,17 @@ MODES = (ACCESS_SHARE, ROW_SHARE, ROW_EXCLUSIVE, SHARE_UPDATE_EXCLUSIVE, SHARE, 
 ALL_TABLES = "*"
 
 
-@dataclass(frozen=True, slots=True)
-class LockClaim:
+class LockClaim(Record):
     """What a statement does to one relation: the strictest lock, a rewrite, a full scan."""
 
-    relation: str
-    mode: str
-    rewrite: bool = False
-    scan: bool = False
-    note: str = ""
+    __slots__ = ("mode", "note", "relation", "rewrite", "scan")
+
+    def __init__(self, relation: str, mode: str, rewrite: bool = False, scan: bool = False, note: str = "") -> None:
+        self.relation = relation
+        self.mode = mode
+        self.rewrite = rewrite
+        self.scan = scan
+        self.note = note
 
 
 def strength(mode: str) -> int:
@@ -68,13 +70,15 @@ def what_it_blocks(mode: str) -> str:
 # Column types: which ALTER COLUMN TYPE changes skip the rewrite (postgres-locks.md §3).
 
 
-@dataclass(frozen=True, slots=True)
-class SqlType:
+class SqlType(Record):
     """A column type as the parser spells it: `varchar` with typmods (20,), `numeric` (10, 2)."""
 
-    name: str
-    mods: tuple[int, ...] = ()
-    array: bool = False
+    __slots__ = ("array", "mods", "name")
+
+    def __init__(self, name: str, mods: tuple[int, ...] = (), array: bool = False) -> None:
+        self.name = name
+        self.mods = mods
+        self.array = array
 
     @classmethod
     def of(cls, type_name: Node) -> SqlType:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from lockgate.hooks.errors import InputError, Problem
@@ -30,11 +29,13 @@ NOT_A_FOLDER = {
 LINKED_FILE = "a migration file is a symbolic link; lockgate reads plain files only: replace it with the file itself"
 
 
-@dataclass(slots=True, eq=False)
 class MigrationFile:
-    path: Path
-    text: str
-    _parsed: SqlFile | None = None
+    __slots__ = ("_parsed", "path", "text")
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.text = text
+        self._parsed: SqlFile | None = None
 
     @property
     def sql(self) -> SqlFile:
@@ -52,11 +53,13 @@ class MigrationFile:
         return hashlib.sha256(self.text.encode()).hexdigest()
 
 
-@dataclass(slots=True, eq=False)
 class Migration:
-    version: str
-    name: str
-    files: dict[str, MigrationFile] = field(default_factory=dict)
+    __slots__ = ("files", "name", "version")
+
+    def __init__(self, version: str, name: str) -> None:
+        self.version = version
+        self.name = name
+        self.files: dict[str, MigrationFile] = {}
 
     @property
     def id(self) -> str:
@@ -79,10 +82,12 @@ class Migration:
         return self.up.sql.header.get("Description", "")
 
 
-@dataclass(slots=True)
 class MigrationSet:
-    directory: Path
-    migrations: list[Migration]
+    __slots__ = ("directory", "migrations")
+
+    def __init__(self, directory: Path, migrations: list[Migration]) -> None:
+        self.directory = directory
+        self.migrations = migrations
 
     def by_version(self) -> dict[str, Migration]:
         return {m.version: m for m in self.migrations}

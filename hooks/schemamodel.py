@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 
 from lockgate.hooks.rules.context import name_key, relation_key
 from lockgate.hooks.sqlmodel import Node, SqlFile, Statement, qualified_names, walk_nodes
@@ -105,43 +104,50 @@ def _column_refs(tree: Node) -> list[str]:
     return found
 
 
-@dataclass(slots=True)
 class Table:
-    columns: dict[str, Node] = field(default_factory=dict)  # column -> TypeName
-    # Unique keys by the name of the constraint or index that makes them: name key -> columns.
-    keys: dict[str, frozenset[str]] = field(default_factory=dict)
-    # Identity columns: a copy INCLUDING IDENTITY gets a sequence of its own.
-    identity: set[str] = field(default_factory=set)
-    # Partitions: an index built on this table is built on each of them too.
-    partitions: list[str] = field(default_factory=list)
+    __slots__ = ("columns", "identity", "keys", "partitions")
+
+    def __init__(self) -> None:
+        self.columns: dict[str, Node] = {}  # column -> TypeName
+        # Unique keys by the name of the constraint or index that makes them: name key -> columns.
+        self.keys: dict[str, frozenset[str]] = {}
+        # Identity columns: a copy INCLUDING IDENTITY gets a sequence of its own.
+        self.identity: set[str] = set()
+        # Partitions: an index built on this table is built on each of them too.
+        self.partitions: list[str] = []
 
 
-@dataclass(slots=True)
 class _Named:
     """A constraint or index the model knows by name: its table, columns, and whether it is both."""
 
-    table: str
-    columns: frozenset[str]
-    constraint: bool
-    index: bool
-    # (name2, label): how PostgreSQL names its copy on another table (LIKE … INCLUDING INDEXES, a
-    # partition), whatever this one is called; the label also tells a CHECK from a foreign key.
-    copy_as: tuple[str | None, str] = (None, "idx")
+    __slots__ = ("columns", "constraint", "copy_as", "index", "table")
+
+    def __init__(self, table: str, columns: frozenset[str], constraint: bool, index: bool,
+                 copy_as: tuple[str | None, str] = (None, "idx")) -> None:
+        self.table = table
+        self.columns = columns
+        self.constraint = constraint
+        self.index = index
+        # (name2, label): how PostgreSQL names its copy on another table (LIKE … INCLUDING INDEXES, a
+        # partition), whatever this one is called; the label also tells a CHECK from a foreign key.
+        self.copy_as = copy_as
 
 
-@dataclass(slots=True)
 class SchemaModel:
-    tables: dict[str, Table] = field(default_factory=dict)
-    # Names in use per schema, as keys: relations (tables, indexes, sequences, views, composite
-    # types share one namespace) and constraints, which PostgreSQL checks when it picks a name.
-    relations: set[str] = field(default_factory=set)
-    constraints: set[str] = field(default_factory=set)
-    named: dict[str, _Named] = field(default_factory=dict)
-    # The keys of `named` per table, so dropping a table or column does not scan every name.
-    by_table: dict[str, set[str]] = field(default_factory=dict)
-    # Tables a replayed migration put rows into (INSERT, COPY FROM, MERGE): not empty any more.
-    filled: set[str] = field(default_factory=set)
-    partition_of: dict[str, str] = field(default_factory=dict)  # partition -> its parent
+    __slots__ = ("by_table", "constraints", "filled", "named", "partition_of", "relations", "tables")
+
+    def __init__(self) -> None:
+        self.tables: dict[str, Table] = {}
+        # Names in use per schema, as keys: relations (tables, indexes, sequences, views, composite
+        # types share one namespace) and constraints, which PostgreSQL checks when it picks a name.
+        self.relations: set[str] = set()
+        self.constraints: set[str] = set()
+        self.named: dict[str, _Named] = {}
+        # The keys of `named` per table, so dropping a table or column does not scan every name.
+        self.by_table: dict[str, set[str]] = {}
+        # Tables a replayed migration put rows into (INSERT, COPY FROM, MERGE): not empty any more.
+        self.filled: set[str] = set()
+        self.partition_of: dict[str, str] = {}  # partition -> its parent
 
     # --- what the rules ask ------------------------------------------------------------------
 
@@ -155,10 +161,12 @@ class SchemaModel:
 
     def names(self) -> SchemaModel:
         """A copy that knows the names in use (and what they name), for naming more objects."""
-        named = {k: _Named(v.table, v.columns, v.constraint, v.index, v.copy_as) for k, v in self.named.items()}
-        by_table = {table: set(keys) for table, keys in self.by_table.items()}
-        return SchemaModel(relations=set(self.relations), constraints=set(self.constraints), named=named,
-                           by_table=by_table)
+        copy = SchemaModel()
+        copy.relations = set(self.relations)
+        copy.constraints = set(self.constraints)
+        copy.named = {k: _Named(v.table, v.columns, v.constraint, v.index, v.copy_as) for k, v in self.named.items()}
+        copy.by_table = {table: set(keys) for table, keys in self.by_table.items()}
+        return copy
 
     # --- replay ------------------------------------------------------------------------------
 
@@ -597,12 +605,14 @@ class SetHistory:
         return self._pending_tables[version]
 
 
-@dataclass(slots=True)
 class SchemaView:
     """The schema one migration of a set runs against, built when a rule first asks."""
 
-    history: SetHistory
-    version: str
+    __slots__ = ("history", "version")
+
+    def __init__(self, history: SetHistory, version: str) -> None:
+        self.history = history
+        self.version = version
 
     def model(self) -> SchemaModel:
         return self.history.model_before(self.version)

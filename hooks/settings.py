@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lockgate.hooks.errors import InputError, UsageError
+from lockgate.hooks.records import Record
 
 ENV_PREFIX = "LOCKGATE_"
 DEFAULT_PG_VERSION = 15
@@ -49,10 +49,12 @@ def environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
     return {k[len(ENV_PREFIX):].lower(): v for k, v in env.items() if k.startswith(ENV_PREFIX)}
 
 
-@dataclass(frozen=True, slots=True)
-class LintSettings:
-    dir: Path
-    target_pg_version: int
+class LintSettings(Record):
+    __slots__ = ("dir", "target_pg_version")
+
+    def __init__(self, dir: Path, target_pg_version: int) -> None:
+        self.dir = dir
+        self.target_pg_version = target_pg_version
 
 
 def lint_settings(*, dir: str | None = None, pg_version: int | None = None, cwd: Path | None = None) -> LintSettings:

@@ -18,7 +18,6 @@ from array import array
 from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
 
@@ -34,6 +33,7 @@ from lockgate.hooks.directives import (
     scan_directives,
 )
 from lockgate.hooks.errors import InputError
+from lockgate.hooks.records import Record
 
 Node = dict[str, Any]
 
@@ -56,18 +56,21 @@ _PLPGSQL_KINDS = {
 }
 
 
-@dataclass(frozen=True, slots=True, eq=False)
 class Statement:
-    """One statement: a top-level one, or one inside a DO block or function body."""
+    """One statement: a top-level one, or one inside a DO block or function body. Equal only to itself."""
 
-    kind: str  # parse-tree node name, e.g. "AlterTableStmt" or "PLpgSQL_stmt_commit"
-    tree: Node | None  # the node's fields as libpg_query gives them; None in a large file (see `node`)
-    text: str
-    line: int
-    column: int
-    end_line: int
-    directives: tuple[Directive, ...] = ()
-    parent: Statement | None = None  # the DO/CREATE FUNCTION whose body holds this one
+    __slots__ = ("column", "directives", "end_line", "kind", "line", "parent", "text", "tree")
+
+    def __init__(self, kind: str, tree: Node | None, text: str, line: int, column: int, end_line: int,
+                 directives: tuple[Directive, ...] = (), parent: Statement | None = None) -> None:
+        self.kind = kind  # parse-tree node name, e.g. "AlterTableStmt" or "PLpgSQL_stmt_commit"
+        self.tree = tree  # the node's fields as libpg_query gives them; None in a large file (see `node`)
+        self.text = text
+        self.line = line
+        self.column = column
+        self.end_line = end_line
+        self.directives = directives
+        self.parent = parent  # the DO/CREATE FUNCTION whose body holds this one
 
     @property
     def node(self) -> Node:
@@ -99,18 +102,21 @@ def _remember(stmt: Statement, node: Node) -> Node:
     return node
 
 
-@dataclass(slots=True, eq=False)
 class SqlFile:
     """A parsed SQL file: top-level statements, PL/pgSQL-nested ones, directives, header."""
 
-    path: Path
-    text: str
-    statements: list[Statement]
-    nested: list[Statement]
-    directives: dict[int, Directive]
-    header: dict[str, str]
-    _order: list[Statement] = field(default_factory=list)
-    _called: dict[int, bool] = field(default_factory=dict)  # id() of a CREATE FUNCTION -> called here
+    __slots__ = ("_called", "_order", "directives", "header", "nested", "path", "statements", "text")
+
+    def __init__(self, path: Path, text: str, statements: list[Statement], nested: list[Statement],
+                 directives: dict[int, Directive], header: dict[str, str]) -> None:
+        self.path = path
+        self.text = text
+        self.statements = statements
+        self.nested = nested
+        self.directives = directives
+        self.header = header
+        self._order: list[Statement] = []
+        self._called: dict[int, bool] = {}  # id() of a CREATE FUNCTION -> called here
 
     def walk(self) -> Iterator[Statement]:
         """Every statement in source order, nested ones right after their parent."""
@@ -458,10 +464,12 @@ def walk_nodes(tree: Any, kind: str) -> Iterator[Node]:
             yield from walk_nodes(item, kind)
 
 
-@dataclass(frozen=True, slots=True)
-class Relation:
-    schema: str | None
-    name: str
+class Relation(Record):
+    __slots__ = ("name", "schema")
+
+    def __init__(self, schema: str | None, name: str) -> None:
+        self.schema = schema
+        self.name = name
 
     @classmethod
     def of(cls, range_var: Node) -> Relation:

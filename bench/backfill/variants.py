@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -14,7 +14,7 @@ from bench.backfill.workload import SEED, TIER, backfill_statement
 from lockgate.controller.backfill import BatchDone, run_batched
 from lockgate.controller.config import Settings
 from lockgate.hooks.directives import PREFIX, parse_directive
-from lockgate.hooks.sqlmodel import parse_sql
+from lockgate.hooks.sqlmodel import Statement, parse_sql
 
 HERE = Path(__file__).resolve().parent
 
@@ -88,7 +88,8 @@ def lockgate_batched(settings: Settings, directive: str | None = None) -> Varian
     assert statement.batch is not None
     if directive is not None:
         batch = parse_directive(f"{PREFIX}batch {directive}", TIER, statement.batch.line)
-        statement = replace(statement, directives=(batch,))
+        statement = Statement(statement.kind, statement.tree, statement.text, statement.line, statement.column,
+                              statement.end_line, (batch,), statement.parent)
 
     def run(dsn: str) -> Trace:
         trace = Trace()

@@ -7,10 +7,11 @@ A rule's docstring is its documentation page (what breaks, which lock, the safe 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
+
+from lockgate.hooks.records import Record
 
 if TYPE_CHECKING:
     from lockgate.hooks.rules.context import Context
@@ -22,42 +23,50 @@ class Severity(StrEnum):
     WARNING = "warning"
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
-    path: Path
-    line: int
-    column: int
-    rule: str  # code, e.g. "LG101"
-    name: str  # e.g. "require-concurrent-index"
-    severity: Severity
-    message: str
+class Finding(Record):
+    __slots__ = ("column", "line", "message", "name", "path", "rule", "severity")
+
+    def __init__(self, path: Path, line: int, column: int, rule: str, name: str, severity: Severity,
+                 message: str) -> None:
+        self.path = path
+        self.line = line
+        self.column = column
+        self.rule = rule  # code, e.g. "LG101"
+        self.name = name  # e.g. "require-concurrent-index"
+        self.severity = severity
+        self.message = message
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}:{self.column}: {self.rule} {self.message}"
 
 
-@dataclass(frozen=True, slots=True)
-class Example:
+class Example(Record):
     """SQL for a docs page and a test; `before` holds the up files of earlier migrations of the
     set, `pending` says they are new in the same change (not yet on the base branch); a down or
     validate example (`file`) runs after `up`."""
 
-    sql: str
-    pg_version: int | None = None
-    note: str = ""
-    file: str = "up"  # the kind of migration file the SQL stands in: up, down or validate
-    before: tuple[str, ...] = ()
-    pending: bool = False
-    up: str = ""
+    __slots__ = ("before", "file", "note", "pending", "pg_version", "sql", "up")
+
+    def __init__(self, sql: str, pg_version: int | None = None, note: str = "", file: str = "up",
+                 before: tuple[str, ...] = (), pending: bool = False, up: str = "") -> None:
+        self.sql = sql
+        self.pg_version = pg_version
+        self.note = note
+        self.file = file  # the kind of migration file the SQL stands in: up, down or validate
+        self.before = before
+        self.pending = pending
+        self.up = up
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
+class Hit(Record):
     """A rule's verdict on a statement; line/column default to the statement's."""
 
-    message: str
-    line: int | None = None
-    column: int | None = None
+    __slots__ = ("column", "line", "message")
+
+    def __init__(self, message: str, line: int | None = None, column: int | None = None) -> None:
+        self.message = message
+        self.line = line
+        self.column = column
 
 
 UP_AND_DOWN = frozenset({"up", "down"})

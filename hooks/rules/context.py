@@ -7,7 +7,6 @@ transaction cannot be validated cheaply yet, and so on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,42 +53,66 @@ def renamed_key(node: Node, new: str, *, new_schema: bool = False) -> str:
     return f"{object_type}:{relation_key({'schemaname': schema, 'relname': name if new_schema else new})}"
 
 
-@dataclass(slots=True)
 class Context:
-    path: Path
-    pg_version: int
-    file_kind: str = "up"  # up, down or validate
-    # The engine runs the whole file as one transaction (no non-transactional statement, no directive).
-    transactional: bool = True
-    # Depth of BEGIN … COMMIT written in the file itself.
-    explicit_tx: int = 0
-    new_relations: set[str] = field(default_factory=set)
-    new_indexes: set[str] = field(default_factory=set)
-    new_types: set[str] = field(default_factory=set)
-    new_columns: set[tuple[str, str]] = field(default_factory=set)
-    # Constraints added NOT VALID in the current transaction: name -> table.
-    not_valid_in_tx: dict[str, str] = field(default_factory=dict)
-    # Enum values added in the current transaction: (type, value).
-    enum_values_in_tx: set[tuple[str, str]] = field(default_factory=set)
-    previous: list[Statement] = field(default_factory=list)
-    # Other objects created earlier in this migration, as (kind, name): ("function", "f"),
-    # ("schema", "s"), ("extension", "e"), ("trigger"/"policy"/"rule", "table.name").
-    new_objects: set[tuple[str, str]] = field(default_factory=set)
-    # The file being linted, for rules about the file as a whole (directives attached to nothing).
-    sql: SqlFile | None = None
-    # Types of columns added in this migration, (table, column) -> TypeName node.
-    column_types: dict[tuple[str, str], Node] = field(default_factory=dict)
-    # Domains created here with a CHECK (a column of one is written row by row).
-    constrained_domains: set[str] = field(default_factory=set)
-    # Constraints added in this migration: name -> (table, the column a CHECK (col IS NOT NULL) proves).
-    constraints_added: dict[str, tuple[str, str | None]] = field(default_factory=dict)
-    # Constraints made valid in this migration (validated, or added without NOT VALID): name -> table.
-    valid_constraints: dict[str, str] = field(default_factory=dict)
-    # What the migrations before this one in the set left (None: a file linted on its own).
-    schema: SchemaView | None = None
-    # Outside a transaction block each top-level statement (with the statements of its DO body)
-    # commits alone; this is the one whose transaction the per-transaction state belongs to.
-    _autocommit_owner: Statement | None = field(default=None, repr=False)
+    __slots__ = (
+        "_autocommit_owner",
+        "column_types",
+        "constrained_domains",
+        "constraints_added",
+        "enum_values_in_tx",
+        "explicit_tx",
+        "file_kind",
+        "new_columns",
+        "new_indexes",
+        "new_objects",
+        "new_relations",
+        "new_types",
+        "not_valid_in_tx",
+        "path",
+        "pg_version",
+        "previous",
+        "schema",
+        "sql",
+        "transactional",
+        "valid_constraints",
+    )
+
+    def __init__(self, path: Path, pg_version: int, file_kind: str = "up", transactional: bool = True,
+                 sql: SqlFile | None = None, schema: SchemaView | None = None) -> None:
+        self.path = path
+        self.pg_version = pg_version
+        self.file_kind = file_kind  # up, down or validate
+        # The engine runs the whole file as one transaction (no non-transactional statement, no directive).
+        self.transactional = transactional
+        # Depth of BEGIN … COMMIT written in the file itself.
+        self.explicit_tx = 0
+        self.new_relations: set[str] = set()
+        self.new_indexes: set[str] = set()
+        self.new_types: set[str] = set()
+        self.new_columns: set[tuple[str, str]] = set()
+        # Constraints added NOT VALID in the current transaction: name -> table.
+        self.not_valid_in_tx: dict[str, str] = {}
+        # Enum values added in the current transaction: (type, value).
+        self.enum_values_in_tx: set[tuple[str, str]] = set()
+        self.previous: list[Statement] = []
+        # Other objects created earlier in this migration, as (kind, name): ("function", "f"),
+        # ("schema", "s"), ("extension", "e"), ("trigger"/"policy"/"rule", "table.name").
+        self.new_objects: set[tuple[str, str]] = set()
+        # The file being linted, for rules about the file as a whole (directives attached to nothing).
+        self.sql = sql
+        # Types of columns added in this migration, (table, column) -> TypeName node.
+        self.column_types: dict[tuple[str, str], Node] = {}
+        # Domains created here with a CHECK (a column of one is written row by row).
+        self.constrained_domains: set[str] = set()
+        # Constraints added in this migration: name -> (table, the column a CHECK (col IS NOT NULL) proves).
+        self.constraints_added: dict[str, tuple[str, str | None]] = {}
+        # Constraints made valid in this migration (validated, or added without NOT VALID): name -> table.
+        self.valid_constraints: dict[str, str] = {}
+        # What the migrations before this one in the set left (None: a file linted on its own).
+        self.schema = schema
+        # Outside a transaction block each top-level statement (with the statements of its DO body)
+        # commits alone; this is the one whose transaction the per-transaction state belongs to.
+        self._autocommit_owner: Statement | None = None
 
     @property
     def in_transaction(self) -> bool:
