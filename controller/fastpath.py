@@ -19,7 +19,9 @@ import hashlib
 import json
 import os
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cache, partial
 from importlib.metadata import version
 
 import psycopg
@@ -27,6 +29,8 @@ from psycopg import sql
 
 from lockgate.controller import gitauth
 from lockgate.controller.config import Settings
+
+CHECKERS = 8  # a fleet's ledgers asked at once by the no-op check
 
 # What a pass does does not depend on these: where it caches, how long it waits, how it is told.
 _NOT_DECISIVE = {
@@ -50,9 +54,14 @@ def settings_key(settings: Settings) -> str:
     return json.dumps(decisive, sort_keys=True)
 
 
+@cache
+def _running_version() -> str:
+    return version("lockgate")  # a metadata search of sys.path: once, not once per fleet target
+
+
 def fingerprint(seen: Seen, settings: Settings, ledger: str | None, lockgate: str | None = None) -> str:
     """What a pass saw, as one hash; `lockgate` is the running version unless given."""
-    parts = [seen.head, seen.notes, settings_key(settings), lockgate or version("lockgate"), ledger]
+    parts = [seen.head, seen.notes, settings_key(settings), lockgate or _running_version(), ledger]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
@@ -115,20 +124,25 @@ def said(head: str) -> str:
     return f"in sync at {head[:12]}: nothing changed since the last pass"
 
 
+def _matches_at(settings: Settings, seen: Seen, dsn: str) -> bool:
+    try:
+        with psycopg.connect(dsn, autocommit=True, application_name="lockgate sync (no-op check)") as conn:
+            return matches(settings, conn, seen)
+    except psycopg.Error:
+        return False
+
+
 def unchanged(settings: Settings, *dsns: str) -> str | None:
     """The head the last in-sync pass saw on every target (a fleet's, or the one database) when
-    nothing changed since, else None (take the full path). The origin is asked once."""
+    nothing changed since, else None (take the full path). The origin is asked once; a fleet's
+    targets `CHECKERS` at a time, as a connection's cost is mostly waiting for the server."""
     if settings.repo is None:
         return None
     seen = look(settings)
     if seen is None or seen.head is None:
         return None
-    for dsn in dsns:
-        try:
-            with psycopg.connect(dsn, autocommit=True, application_name="lockgate sync (no-op check)") as conn:
-                if not matches(settings, conn, seen):
-                    return None
-        except psycopg.Error:
+    with ThreadPoolExecutor(max_workers=CHECKERS, thread_name_prefix="no-op-check") as pool:
+        if not all(pool.map(partial(_matches_at, settings, seen), dsns)):
             return None
     return seen.head
 

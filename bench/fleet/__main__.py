@@ -10,13 +10,17 @@ side by side, timed as whole processes:
 
 - loop: a shell loop running one-database `lockgate sync --dsn` per database, one after the
   other (the way tools with one target per run are driven);
-- fleet: one `lockgate sync --fleet` over the same N fresh databases, a canary wave of one, then
-  a wave of the others with `parallel: P`;
-- no-op: `lockgate sync --fleet` again over the N targets, now all in sync.
+- no-op loop: the same shell loop twice more over the now in-sync databases: the first finds
+  the notes ref moved under all but the last database's fingerprint (each run of the loop
+  rewrote the commit's note) and takes the full path, the second takes each database's short cut;
+- fleet: one `lockgate sync --fleet` over N fresh databases, a canary wave of one, then a wave
+  of the others with `parallel: P`;
+- no-op fleet: `lockgate sync --fleet` again over the N targets, now all in sync.
 
 Both ways share the git cache directory (a warm cache after the first run, as on one machine).
 Each way gets freshly cloned databases; every database must end with the migration applied and
-10,000 planned rows. Results go to bench/fleet/results/summary.md.
+10,000 planned rows, and both no-op runs must take the short cut. Results (with the load
+average before and after) go to bench/fleet/results/results.json.
 """
 
 from __future__ import annotations
@@ -98,12 +102,12 @@ def check_applied(dsns: dict[str, str]) -> None:
         assert row == (ROWS,) and status == ("applied",), f"{name}: {row} {status}"
 
 
-def timed(command: list[str], env: dict[str, str], cwd: Path, expect: str = "") -> float:
-    """Wall seconds of the command, which must exit 0 and say `expect`."""
+def timed(command: list[str], env: dict[str, str], cwd: Path, expect: str = "", times: int = 1) -> float:
+    """Wall seconds of the command, which must exit 0 and say `expect` (`times` times)."""
     start = time.perf_counter()
     done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - start
-    if done.returncode != 0 or expect not in done.stdout:
+    if done.returncode != 0 or done.stdout.count(expect) < times:
         raise SystemExit(f"{shlex.join(command[:4])}… exited {done.returncode}:\n{done.stdout[-2000:]}"
                          f"\n{done.stderr[-2000:]}")
     return elapsed
@@ -114,6 +118,9 @@ def main() -> None:
     parser.add_argument("--targets", type=int, default=100)
     parser.add_argument("--parallel", type=int, default=8)
     args = parser.parse_args()
+    if args.targets < 2:
+        parser.error("--targets: at least 2 (a canary and a wave)")
+    began, load_start = time.perf_counter(), os.getloadavg()
     names = [f"tenant_{i:03d}" for i in range(args.targets)]
     with tempfile.TemporaryDirectory(prefix="lockgate-bench-fleet-") as tmp, \
             PostgresServer(settings=SERVER_SETTINGS) as server:
@@ -135,6 +142,10 @@ def main() -> None:
         loop = " ".join(f"{shlex.quote(str(LOCKGATE))} sync --dsn {shlex.quote(d)} || exit 1;" for d in dsns.values())
         loop_s = timed(["bash", "-c", f"set -e; {loop}"], env, root)
         check_applied(dsns)
+        # Each run rewrote the commit's note, so the notes ref moved under the earlier databases'
+        # fingerprints: the first no-op loop takes the full path on all but the last database.
+        noop_loop_first_s = timed(["bash", "-c", f"set -e; {loop}"], env, root)
+        noop_loop_s = timed(["bash", "-c", f"set -e; {loop}"], env, root, expect="nothing changed", times=len(dsns))
 
         dsns = fresh_databases(admin, names)
         fleet = root / "fleet.yaml"
@@ -152,10 +163,17 @@ def main() -> None:
 
     result = {
         "targets": args.targets, "parallel": args.parallel, "rows_per_target": ROWS,
-        "loop_s": round(loop_s, 2), "fleet_s": round(fleet_s, 2), "noop_s": round(noop_s, 2),
+        "loop_s": round(loop_s, 2), "fleet_s": round(fleet_s, 2),
         "ratio_loop_over_fleet": round(loop_s / fleet_s, 2),
+        "noop_loop_first_s": round(noop_loop_first_s, 2), "noop_loop_s": round(noop_loop_s, 2),
+        "noop_fleet_s": round(noop_s, 2),
+        "ratio_noop_loop_over_noop_fleet": round(noop_loop_s / noop_s, 2),
+        # What each further target adds to a no-op fleet pass, over one no-op one-database run.
+        "noop_fleet_ms_per_extra_target": round((noop_s - noop_loop_s / args.targets) / (args.targets - 1) * 1000, 1),
+        "wall_s": round(time.perf_counter() - began, 1),
         "machine": {"nproc": os.cpu_count(), "python": platform.python_version(),
-                    "kernel": f"{platform.system()} {platform.release()}", "load_avg_end": os.getloadavg()},
+                    "kernel": f"{platform.system()} {platform.release()}",
+                    "load_avg_start": load_start, "load_avg_end": os.getloadavg()},
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "results.json").write_text(json.dumps(result, indent=2) + "\n")

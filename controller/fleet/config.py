@@ -19,6 +19,9 @@ from lockgate.controller import db
 from lockgate.controller.config import Settings
 from lockgate.hooks.errors import UsageError
 
+# libyaml's loader where PyYAML was built with it: a fleet of hundreds reads ten times faster.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 # Target names name Kubernetes objects and Events, so they are DNS labels.
 _NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
@@ -115,8 +118,7 @@ def _line(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int:
 def parse(text: str, path: Path) -> Fleet:
     """The fleet in `text` (read from `path`); UsageError `path:line: key: problem` when it is bad."""
     try:
-        data: Any = yaml.safe_load(text)
-        root = yaml.compose(text)
+        data: Any = yaml.load(text, Loader=_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
@@ -128,7 +130,8 @@ def parse(text: str, path: Path) -> Fleet:
         loc = tuple(p for p in error["loc"] if not str(p).startswith("function-"))
         key = ".".join(str(p) for p in loc) or "(top level)"
         message = error["msg"].removeprefix("Value error, ")
-        raise UsageError(f"{path}:{_line(root, loc)}: {key}: {message}") from None
+        line = _line(yaml.compose(text, Loader=_LOADER), loc)  # the nodes' lines, wanted only now
+        raise UsageError(f"{path}:{line}: {key}: {message}") from None
 
 
 def of_settings(settings: Settings) -> Fleet | None:
