@@ -6,15 +6,19 @@ pydantic or the Kubernetes client.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import importlib
 import os
 import re
 import sys
 from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 from lockgate.hooks.errors import InputError, UsageError
+
+if TYPE_CHECKING:
+    import argparse
 
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -88,43 +92,19 @@ def secret_warnings(argv: Sequence[str]) -> list[str]:
     return [f"lockgate: warning: {w} (process listings show every argument)" for w in warnings]
 
 
-def _chosen(argv: Sequence[str]) -> str | None:
-    return next((a for a in argv if not a.startswith("-")), None)
-
-
-class _Formatter(argparse.HelpFormatter):
-    """argparse's help formatter, sized as shutil would size it but without importing shutil: argparse
-    makes one for every add_argument, and shutil brings bz2, lzma and zlib into every `lockgate lint`."""
-
-    def __init__(self, prog: str) -> None:
-        columns = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else 0
-        if columns <= 0:
-            try:
-                columns = os.get_terminal_size(sys.__stdout__.fileno()).columns if sys.__stdout__ else 80
-            except (AttributeError, ValueError, OSError):
-                columns = 80
-        super().__init__(prog, width=columns - 2)
-
-
-def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lockgate", description="Production-safe PostgreSQL migrations, run the GitOps way.",
-        formatter_class=_Formatter,
-    )
-    parser.add_argument("--version", action="store_true", help="print the version and exit")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    chosen = _chosen(argv)
-    # A known command gets the only subparser: each one costs argparse a round of gettext
-    # lookups on disk, which `lockgate lint` in a pre-commit hook would pay fifteen times.
-    names = [chosen] if chosen in COMMANDS else list(COMMANDS)
-    for name in names:
-        module_name, summary = COMMANDS[name]
-        command = sub.add_parser(name, help=summary, description=summary, formatter_class=_Formatter)
-        if name == chosen:
-            module = importlib.import_module(f"lockgate.controller.commands.{module_name}")
-            module.add_arguments(command)
-            command.set_defaults(run=module.run)
-    return parser
+def _plain(argv: Sequence[str]) -> SimpleNamespace | None:
+    """The arguments of a command that reads a plain command line itself (`plain_arguments`), without
+    argparse: its import and gettext lookups on disk are a tenth of a pre-commit `lockgate lint`.
+    None when the command has no such reader or the line is not plain (help, errors: argparse's)."""
+    name = argv[0] if argv else None
+    if name not in COMMANDS:
+        return None
+    module = importlib.import_module(f"lockgate.controller.commands.{COMMANDS[name][0]}")
+    reader = getattr(module, "plain_arguments", None)
+    args: SimpleNamespace | None = reader(argv[1:]) if reader is not None else None
+    if args is not None:
+        args.command, args.version, args.run = name, False, module.run
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -136,18 +116,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     # of the 100 ms a pre-commit `lockgate lint` may take.
     gc.disable()
     try:
-        parser = build_parser(argv)
+        plain = _plain(argv)
+        parser: argparse.ArgumentParser | None = None
+        if plain is None:
+            from lockgate.controller.arguments import build_parser
+
+            parser = build_parser(argv)
     finally:
         gc.enable()
-    args = parser.parse_args(argv)
-    if args.version:
-        from importlib.metadata import version
+    args: argparse.Namespace | SimpleNamespace
+    if parser is None:
+        assert plain is not None
+        args = plain
+    else:
+        args = parser.parse_args(argv)
+        if args.version:
+            from importlib.metadata import version
 
-        print(f"lockgate {version('lockgate')}")
-        return EXIT_OK
-    if not hasattr(args, "run"):
-        parser.print_help()
-        return EXIT_BAD_INPUT
+            print(f"lockgate {version('lockgate')}")
+            return EXIT_OK
+        if not hasattr(args, "run"):
+            parser.print_help()
+            return EXIT_BAD_INPUT
     try:
         return int(args.run(args))
     except InputError as exc:

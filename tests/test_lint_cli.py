@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from lockgate.controller.arguments import build_parser
+from lockgate.controller.commands import lint as lint_command
 from lockgate.hooks import lint
 from lockgate.hooks.lint import lint_paths
 
@@ -19,7 +21,7 @@ UNSAFE_UP = "CREATE INDEX orders_at_idx ON orders (created_at);\n"
 # The lint path must stay light: a pre-commit run on one file is budgeted at 1.25x the cost of
 # importing pglast and parsing the file. dataclasses alone (it imports inspect, ast, dis) is a fifth of that.
 HEAVY_MODULES = ("pydantic", "pydantic_settings", "psycopg", "kubernetes", "git", "concurrent.futures",
-                 "multiprocessing", "importlib.metadata", "hashlib", "shutil", "dataclasses", "inspect")
+                 "multiprocessing", "importlib.metadata", "hashlib", "shutil", "dataclasses", "inspect", "argparse")
 
 
 def run_lint(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -162,6 +164,29 @@ def test_lint_path_imports_nothing_heavy(project: Path) -> None:
     assert "exit=1" in loaded and "lockgate.hooks.lint" in loaded
     heavy = sorted(m for m in loaded if any(m == h or m.startswith(f"{h}.") for h in HEAVY_MODULES))
     assert heavy == []
+
+
+@pytest.mark.parametrize("argv", [
+    [], ["a.sql"], ["a.sql", "migrations/"], ["--dir", "m"], ["--dir=m", "a.sql", "b.sql"], ["a.sql", "--format=json"],
+    ["--pg-version", "16", "--format", "sarif", "a.sql"], ["--dir=", "--dir", "x", "--pg-version=12"],
+])
+def test_plain_lint_arguments_are_what_argparse_reads(argv: list[str]) -> None:
+    plain = lint_command.plain_arguments(argv)
+    parsed = vars(build_parser(["lint", *argv]).parse_args(["lint", *argv]))
+    assert plain is not None
+    assert vars(plain) == {k: v for k, v in parsed.items() if k not in ("command", "version", "run")}
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["-h"], "usage: lockgate lint"), (["--pg", "16"], ""), (["--", "a.sql"], ""),
+    (["--pg-version", "x.sql"], "invalid int value"), (["--format", "xml"], "invalid choice"),
+    (["--dir"], "expected one argument"), (["--dir", "-x"], "expected one argument"),
+    (["a.sql", "--dir", "m", "b.sql"], "unrecognized arguments: b.sql"),
+])
+def test_other_lint_arguments_are_left_to_argparse(argv: list[str], says: str, project: Path) -> None:
+    assert lint_command.plain_arguments(argv) is None
+    done = run_lint(project, *argv)
+    assert "Traceback" not in done.stderr and says in done.stdout + done.stderr
 
 
 def test_many_files_in_parallel_match_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,16 +3,17 @@ signal, the one-line report of an outcome, and the exit for a run the ledger or 
 
 from __future__ import annotations
 
-import argparse
-import signal
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # `lockgate lint` imports these options and must not pay for psycopg
+if TYPE_CHECKING:  # `lockgate lint` imports these options and must not pay for psycopg, argparse or threading
+    import argparse
+    import signal
+    import threading
+
     from lockgate.controller.engine import Outcome
 
 
@@ -72,6 +73,9 @@ def describe(outcome: Outcome) -> str:
 def stop_on(*signums: signal.Signals) -> Iterator[threading.Event]:
     """An event these signals set instead of killing the process: the current batch (checkpointed)
     or statement finishes and the run stops cleanly."""
+    import signal
+    import threading
+
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in signums}
     try:

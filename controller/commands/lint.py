@@ -1,14 +1,22 @@
 from __future__ import annotations
 
-import argparse
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 from lockgate.controller.commands.common import add_dir, add_pg_version
 from lockgate.hooks.errors import InputError, Problem
 from lockgate.hooks.lint import lint_paths
 from lockgate.hooks.report import FORMATS
 from lockgate.hooks.settings import lint_settings
+
+if TYPE_CHECKING:
+    import argparse
+
+# The options `plain_arguments` reads, each with a value: flag -> attribute.
+_VALUED = {"--dir": "dir", "--pg-version": "pg_version", "--format": "format"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +27,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_dir(parser)
     add_pg_version(parser)
     parser.add_argument("--format", choices=sorted(FORMATS), default="text", help="output format")
+
+
+def plain_arguments(argv: Sequence[str]) -> SimpleNamespace | None:
+    """The arguments as `add_arguments` makes argparse read them, when every one is plain: names of files
+    and directories in one run, and `--dir`, `--pg-version`, `--format` with a valid value (`--flag value`
+    or `--flag=value`). None for anything else (help, a bad value, an abbreviation, `--`): argparse reads
+    it then, with its messages. A pre-commit `lockgate lint` so never imports argparse."""
+    files: list[Path] = []
+    values: dict[str, str | int | None] = {"dir": None, "pg_version": None, "format": "text"}
+    items = iter(argv)
+    options_after_files = False
+    for item in items:
+        if not item.startswith("-"):
+            if options_after_files:  # argparse takes one run of positionals only
+                return None
+            files.append(Path(item))
+            continue
+        options_after_files = bool(files)
+        flag, eq, given = item.partition("=")
+        value = given if eq else next(items, None)
+        if flag not in _VALUED or value is None or (not eq and value.startswith("-")):
+            return None
+        if flag == "--format" and value not in FORMATS:
+            return None
+        if flag == "--pg-version":
+            try:
+                values["pg_version"] = int(value)
+            except ValueError:
+                return None
+        else:
+            values[_VALUED[flag]] = value
+    return SimpleNamespace(files=files, **values)
 
 
 def run(args: argparse.Namespace) -> int:
