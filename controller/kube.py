@@ -29,9 +29,12 @@ log = logging.getLogger(__name__)
 COMPONENT = "lockgate"
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
-# Every (apiGroup, resource, verb) this module calls. The Role in manifests/base grants exactly
-# these, and tests/test_manifests.py holds the two together.
-API_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset({("", "events", "create")})
+# Every (apiGroup, resource, verb) lockgate calls: Events here, and the Kubernetes executor's wave
+# Jobs (controller/fleet/jobs.py: create one, read it while it runs). The Role in manifests/base
+# grants exactly these, and tests/test_manifests.py holds the two together.
+API_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset({
+    ("", "events", "create"), ("batch", "jobs", "create"), ("batch", "jobs", "get"),
+})
 
 # An event is not worth holding up a migration: give a slow API server this long, then move on.
 REQUEST_TIMEOUT = 5.0
@@ -142,24 +145,24 @@ class LogOnlyRecorder:
             log.info("kubernetes events are off: %s", self.why)
 
 
-def recorder_from_environment(
-    environ: Mapping[str, str] = os.environ,
-    service_account_dir: Path = SERVICE_ACCOUNT_DIR,
-    redact: Callable[[str], str] | None = None,
-) -> EventRecorder:
-    """A cluster recorder when this process runs in a pod with a service account, else a log-only one.
+class NotInCluster(Exception):
+    """Why this process cannot reach its cluster's API server as its pod's service account."""
 
-    The pod is named by the downward API variables POD_NAMESPACE and POD_NAME (and POD_UID when set).
-    Pass `redact.from_settings(settings)` so the configured secrets are masked in messages too.
-    """
+
+def _outside(environ: Mapping[str, str], service_account_dir: Path) -> str | None:
     if not environ.get("KUBERNETES_SERVICE_HOST"):
-        return LogOnlyRecorder("not running in a Kubernetes cluster")
-    token, ca_cert = service_account_dir / "token", service_account_dir / "ca.crt"
-    if not token.is_file():
-        return LogOnlyRecorder(f"no service account token at {token}")
-    missing = [name for name in ("POD_NAMESPACE", "POD_NAME") if not environ.get(name)]
-    if missing:
-        return LogOnlyRecorder(f"{' and '.join(missing)} not set (give them from the downward API)")
+        return "not running in a Kubernetes cluster"
+    token = service_account_dir / "token"
+    return None if token.is_file() else f"no service account token at {token}"
+
+
+def in_cluster_client(
+    environ: Mapping[str, str] = os.environ, service_account_dir: Path = SERVICE_ACCOUNT_DIR,
+) -> ApiClient:
+    """A client of the cluster this pod runs in, as its service account; NotInCluster says why not."""
+    why = _outside(environ, service_account_dir)
+    if why is not None:
+        raise NotInCluster(why)
 
     from kubernetes.client import ApiClient, Configuration
     from kubernetes.config.config_exception import ConfigException
@@ -170,10 +173,34 @@ def recorder_from_environment(
         # What load_incluster_config() does, with the paths and environment given here; the loader
         # re-reads the token as the kubelet rotates it, so a long backfill keeps a valid one.
         loader = InClusterConfigLoader(  # type: ignore[no-untyped-call]
-            token_filename=str(token), cert_filename=str(ca_cert), environ=environ
+            token_filename=str(service_account_dir / "token"), cert_filename=str(service_account_dir / "ca.crt"),
+            environ=environ,
         )
         loader.load_and_set(configuration)  # type: ignore[no-untyped-call]
     except ConfigException as exc:
-        return LogOnlyRecorder(f"in-cluster configuration failed: {exc}")
+        raise NotInCluster(f"in-cluster configuration failed: {exc}") from None
+    return ApiClient(configuration)
+
+
+def recorder_from_environment(
+    environ: Mapping[str, str] = os.environ,
+    service_account_dir: Path = SERVICE_ACCOUNT_DIR,
+    redact: Callable[[str], str] | None = None,
+) -> EventRecorder:
+    """A cluster recorder when this process runs in a pod with a service account, else a log-only one.
+
+    The pod is named by the downward API variables POD_NAMESPACE and POD_NAME (and POD_UID when set).
+    Pass `redact.from_settings(settings)` so the configured secrets are masked in messages too.
+    """
+    why = _outside(environ, service_account_dir)
+    if why is not None:
+        return LogOnlyRecorder(why)
+    missing = [name for name in ("POD_NAMESPACE", "POD_NAME") if not environ.get(name)]
+    if missing:
+        return LogOnlyRecorder(f"{' and '.join(missing)} not set (give them from the downward API)")
+    try:
+        client = in_cluster_client(environ, service_account_dir)
+    except NotInCluster as exc:
+        return LogOnlyRecorder(str(exc))
     pod = Pod(namespace=environ["POD_NAMESPACE"], name=environ["POD_NAME"], uid=environ.get("POD_UID") or None)
-    return ClusterEventRecorder(ApiClient(configuration), pod, redact)
+    return ClusterEventRecorder(client, pod, redact)

@@ -614,9 +614,10 @@ class Branch:
 
 
 @contextmanager
-def read_branch(settings: Settings, source: Source) -> Iterator[Branch]:
-    """The branch's history and head, checked out for the pass (bad input names its path in the repository)."""
-    history = source.history()
+def read_branch(settings: Settings, source: Source, at: str | None = None) -> Iterator[Branch]:
+    """The branch's history and head (or the commit `at` of it), checked out for the pass (bad input
+    names its path in the repository)."""
+    history = source.history(at)
     signatures = approval.signature_check(source.repo, settings.require_signed, settings.allowed_signers)
     try:
         with source.migrations_at(history.head.sha, require_triples=False) as tree:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -28,12 +29,21 @@ from lockgate.controller.commands.common import (
 from lockgate.hooks.errors import UsageError
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_pass_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a reconcile pass (`sync`, and `watch` in a loop)."""
     add_repo(parser)
     add_dir(parser)
     add_dsn(parser)
     add_fleet(parser)
     add_wait(parser)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_pass_arguments(parser)
+    # A wave Job's pod under `executor: kubernetes` (the coordinator writes these; see fleet/jobs.py).
+    parser.add_argument("--wave", help=argparse.SUPPRESS)
+    parser.add_argument("--at", help=argparse.SUPPRESS)
+    parser.add_argument("--reverse", action="store_true", help=argparse.SUPPRESS)
 
 
 def settings_of(args: argparse.Namespace, **extra: object) -> config.Settings:
@@ -55,6 +65,8 @@ def stop_on_signals() -> AbstractContextManager[threading.Event]:
 def run(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     show_progress()
+    if args.wave is not None:
+        return wave_pod(settings, args)
     # Nothing changed since a pass left all in sync: two cheap questions instead of a fetch.
     dsns = [db.target_dsn(settings)]
     if settings.fleet is not None:
@@ -66,6 +78,23 @@ def run(args: argparse.Namespace) -> int:
         print(fastpath.said(head))
         return 0
     return reconcile(settings, wait=args.wait)
+
+
+def wave_pod(settings: config.Settings, args: argparse.Namespace) -> int:
+    """One target of a wave Job, picked by the pod's JOB_COMPLETION_INDEX, at the coordinator's head."""
+    from lockgate.controller.fleet import config as fleet_config
+    from lockgate.controller.fleet import jobs
+    from lockgate.controller.source import SourceError
+
+    fleet = fleet_config.of_settings(settings)
+    if fleet is None or args.at is None:
+        raise UsageError("--wave runs one target of a wave Job: give --fleet and --at too")
+    try:
+        with stop_on_signals() as stop:
+            return jobs.run_index(settings, fleet, args.wave, args.at, reverse=args.reverse,
+                                  index=os.environ.get("JOB_COMPLETION_INDEX"), stop=stop)
+    except SourceError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def reconcile(settings: config.Settings, *, wait: bool) -> int:
@@ -85,7 +114,12 @@ def reconcile(settings: config.Settings, *, wait: bool) -> int:
 
                 fleet = fleet_config.of_settings(settings)
                 assert fleet is not None
-                result = fleet_run.run(settings, fleet, wait=wait, stop=stop)
+                if fleet.executor == "kubernetes":
+                    from lockgate.controller.fleet import jobs
+
+                    result = jobs.run(settings, fleet, stop=stop)
+                else:
+                    result = fleet_run.run(settings, fleet, wait=wait, stop=stop)
             else:
                 result = sync.run(settings, wait=wait, stop=stop)
     except CacheBusy as exc:

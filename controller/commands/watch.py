@@ -9,7 +9,7 @@ from lockgate.controller.commands import sync
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sync.add_arguments(parser)
+    sync.add_pass_arguments(parser)
     parser.add_argument(
         "--interval", help="time between passes, e.g. 30s or 5min (LOCKGATE_WATCH_INTERVAL, default: 60s)"
     )

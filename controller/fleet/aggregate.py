@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 from lockgate.controller.fleet.scheduler import State
 from lockgate.controller.ledger import LedgerEntry
-from lockgate.controller.source import CommitRef
-from lockgate.controller.status import MigrationRecord, Outcome, TargetOutcome, TargetRecord
-from lockgate.controller.sync import ledger_outcome
+from lockgate.controller.source import BranchHistory, CommitRef
+from lockgate.controller.status import MigrationRecord, Outcome, StatusNote, TargetOutcome, TargetRecord
+from lockgate.controller.sync import ledger_outcome, outcome_commits
 
 
 @dataclass(slots=True)
@@ -28,6 +28,11 @@ class TargetPass:
     error: str = ""  # why it could not be reconciled at all
     duration_s: float = 0.0  # wall time the pass spent on it
     in_sync_ledger: str | None = None  # its ledger's state when the pass left it in sync (see fastpath)
+
+
+def goal(at_head: bool) -> Outcome:
+    """What every target should reach: an apply while the migration is at the head, else a rollback."""
+    return "applied" if at_head else "rolled_back"
 
 
 def _part(target: TargetPass, sha: str, version: str, at_head: bool) -> TargetRecord:
@@ -77,8 +82,7 @@ def aggregate(targets: Sequence[TargetPass], present: set[str]) -> list[tuple[Co
     for (sha, version), (commit, record) in sorted(first.items(), key=lambda kv: int(kv[0][1])):
         at_head = version in present
         parts = [_part(t, sha, version, at_head) for t in targets]
-        goal: Outcome = "applied" if at_head else "rolled_back"
-        outcome = _outcome(goal, parts)
+        outcome = _outcome(goal(at_head), parts)
         mine = [r for t in targets for c, r in t.noted if c.sha == sha and r.version == version]
         started = [r.started_at for r in mine if r.started_at]
         finished = [r.finished_at for r in mine if r.finished_at]
@@ -87,3 +91,50 @@ def aggregate(targets: Sequence[TargetPass], present: set[str]) -> list[tuple[Co
             started_at=min(started, default=None), finished_at=max(finished, default=None), targets=parts,
         )))
     return records
+
+
+# -- targets that ran elsewhere (the Kubernetes executor's pods) ---------------------------------
+
+
+def _said(note: StatusNote | None, version: str, name: str) -> TargetOutcome | bool | None:
+    """What the note says of the target: its outcome, None when it does not name the target, or
+    True when the migration's record there predates the fleet (no targets): that record stands."""
+    record = next((m for m in note.migrations if m.version == version), None) if note else None
+    if record is None:
+        return None
+    if not record.targets:
+        return True
+    return next((t.outcome for t in record.targets if t.name == name), None)
+
+
+def ledger_noted(
+    name: str, entries: dict[str, LedgerEntry], present: set[str], history: BranchHistory,
+    notes: dict[str, StatusNote],
+) -> list[tuple[CommitRef, MigrationRecord]]:
+    """What target `name`'s ledger says that the notes on the commits (`notes`, by sha) do not say
+    of it yet, as records of the commits: the outcomes a pass run elsewhere reached there."""
+    noted = []
+    for entry in sorted(entries.values(), key=lambda e: int(e.version)):
+        at_head = entry.version in present
+        outcome = ledger_outcome(entry, at_head)
+        commits = outcome_commits(entry.version, at_head, history)
+        if outcome is None or not commits:
+            continue
+        commit = next((c for c in commits if c.sha == entry.commit_sha), commits[-1])
+        if _said(notes.get(commit.sha), entry.version, name) in (outcome, True):
+            continue
+        ran = (entry.finished_at - entry.started_at).total_seconds() if entry.finished_at else None
+        noted.append((commit, MigrationRecord(
+            version=entry.version, name=entry.name, outcome=outcome,
+            reason=entry.error or "" if outcome != goal(at_head) else "",
+            started_at=entry.started_at, finished_at=entry.finished_at, duration_s=ran,
+        )))
+    return noted
+
+
+def reached(state: State, noted: Sequence[object], entries: dict[str, LedgerEntry]) -> State:
+    """A target the Job did not see to its end (its pod terminated when the wave halted, or the
+    coordinator stopped waiting) is interrupted when its ledger moved or holds an unfinished row."""
+    if state == "not_started" and (noted or any(e.status == "applying" for e in entries.values())):
+        return "interrupted"
+    return state

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from psycopg import conninfo
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from lockgate.controller import db
 from lockgate.controller.config import Settings
@@ -24,6 +24,11 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 # Target names name Kubernetes objects and Events, so they are DNS labels.
 _NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# ConfigMaps, Secrets and service accounts are named by DNS subdomains.
+_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+# A Kubernetes quantity: "500m", "1", "256Mi", "1.5Gi".
+_QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"
+Quantity = Annotated[str, Field(pattern=_QUANTITY)]
 
 
 class Target(BaseModel):
@@ -72,14 +77,62 @@ class Wave(BaseModel):
     targets: list[Target] = Field(min_length=1)
 
 
+class Compute(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cpu: Quantity
+    memory: Quantity
+
+
+class Resources(BaseModel):
+    """A wave pod's container resources; the defaults are the base CronJob's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    requests: Compute = Compute(cpu="100m", memory="256Mi")
+    limits: Compute = Compute(cpu="1", memory="1Gi")
+
+
+class Kubernetes(BaseModel):
+    """What the wave Jobs' pods need under `executor: kubernetes` (see controller/fleet/jobs.py).
+
+    The pods read their settings as the coordinator does: `env_from` names the ConfigMaps and
+    Secrets whose keys become environment variables (LOCKGATE_*, the targets' `dsn_env`,
+    PGPASSWORD), and `fleet_config_map` holds the fleet file, mounted where the coordinator reads it.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    image: str = Field(min_length=1)
+    service_account: str = Field("lockgate", pattern=_SUBDOMAIN)
+    fleet_config_map: str = Field("lockgate-fleet", pattern=_SUBDOMAIN)
+    env_from_config_maps: list[Annotated[str, Field(pattern=_SUBDOMAIN)]] = ["lockgate-config"]
+    env_from_secrets: list[Annotated[str, Field(pattern=_SUBDOMAIN)]] = []
+    resources: Resources = Resources()
+
+
 class Fleet(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    executor: Literal["local"] = "local"
+    executor: Literal["local", "kubernetes"] = "local"
+    kubernetes: Kubernetes | None = Field(None, validate_default=True)
     waves: list[Wave] = Field(min_length=1)
+
+    @field_validator("kubernetes")
+    @classmethod
+    def _for_the_executor(cls, value: Kubernetes | None, info: ValidationInfo) -> Kubernetes | None:
+        executor = info.data.get("executor")
+        if executor == "kubernetes" and value is None:
+            raise ValueError("executor: kubernetes needs this block (at least its image)")
+        if executor == "local" and value is not None:
+            raise ValueError("only for executor: kubernetes")
+        return value
 
     @model_validator(mode="after")
     def _unique_names(self) -> Fleet:
+        waves = [wave.name for wave in self.waves]
+        if len(set(waves)) < len(waves):
+            raise ValueError(f"wave name {next(w for w in waves if waves.count(w) > 1)} appears twice")
         seen: set[str] = set()
         for wave in self.waves:
             for target in wave.targets:
@@ -91,6 +144,12 @@ class Fleet(BaseModel):
     @property
     def targets(self) -> list[Target]:
         return [t for wave in self.waves for t in wave.targets]
+
+    def wave(self, name: str) -> Wave:
+        for wave in self.waves:
+            if wave.name == name:
+                return wave
+        raise UsageError(f"no wave named {name} in the fleet")
 
     def target(self, name: str) -> Target:
         for target in self.targets:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from functools import partial
 
 from psycopg import sql
 
@@ -18,9 +20,10 @@ from lockgate.controller import db, fastpath, kube, lifecycle, sync
 from lockgate.controller.config import Settings
 from lockgate.controller.engine import Blocked, Engine
 from lockgate.controller.fleet import metrics
-from lockgate.controller.fleet.aggregate import TargetPass, aggregate
+from lockgate.controller.fleet.aggregate import TargetPass, aggregate, ledger_noted, reached
 from lockgate.controller.fleet.config import Fleet, Target
 from lockgate.controller.fleet.scheduler import Ended, order, run_waves
+from lockgate.controller.fleet.scheduler import State as TargetState
 from lockgate.controller.ledger import ApplierBusy, Ledger, LedgerEntry
 from lockgate.controller.lifecycle import State
 from lockgate.controller.source import CommitRef, held_cache
@@ -75,70 +78,117 @@ def _rolls_back(entries: dict[str, LedgerEntry], present: set[str]) -> bool:
     return any(v not in present and lifecycle.state_of(e, None) is State.APPLIED for v, e in entries.items())
 
 
+class Pass:
+    """One fleet pass over a branch read once: each target's part, whoever runs it (the local
+    executor's threads, or one target's pod under the Kubernetes executor), and the ending that
+    aggregates the targets into one note per commit."""
+
+    def __init__(self, settings: Settings, fleet: Fleet, reporter: sync.Reporter, branch: sync.Branch) -> None:
+        self.settings, self.fleet, self.reporter, self.branch = settings, fleet, reporter, branch
+        self.dsns = {t.name: t.resolve_dsn() for t in fleet.targets}
+        self.passes = {t.name: TargetPass(t.name) for t in fleet.targets}
+        self.present = set(branch.tree.migrations.by_version())
+        self.began = time.time()
+
+    def rolls_back(self) -> bool:
+        """Whether a revert rolls any target back: then the waves run in reverse."""
+        return any(_rolls_back(ledger_entries(self.settings, dsn), self.present) for dsn in self.dsns.values())
+
+    def reconcile(self, target: Target, *, wait: bool, stop: threading.Event) -> Ended:
+        """Bring one target to the branch's head; how it ended."""
+        one = self.passes[target.name]
+        started = time.monotonic()
+
+        def settled(engine: Engine, result: sync.SyncResult) -> None:
+            # Read under the target's applier lock: a write after the pass must not pass for its own.
+            if result.ok:
+                one.in_sync_ledger = fastpath.ledger(engine.ledger.conn, self.settings)
+
+        try:
+            result = sync.reconcile(self.branch, self.settings, self.dsns[target.name], Collector(one, self.reporter),
+                                    wait=wait, stop=stop, finish=settled)
+        except (ApplierBusy, Blocked, UsageError) as exc:
+            one.error = self.reporter.redact(str(exc))
+            self.reporter.say(f"[{target.name}] {one.error}")
+            return "failed"
+        finally:
+            one.duration_s = time.monotonic() - started
+        if result.interrupted:
+            return "interrupted"
+        return "in_sync" if result.ok else "failed"
+
+    def finish(self, states: dict[str, TargetState], *, from_ledgers: bool = False) -> sync.SyncResult:
+        """The note per commit, the no-op fingerprints, the metrics and the closing line.
+
+        `from_ledgers`: the targets ran elsewhere, so what each did is read back from its ledger
+        (what it says that the commits' notes do not yet).
+        """
+        history = self.branch.history
+        notes = self.reporter.notes_of(change.commit.sha for change in history.changes) if from_ledgers else {}
+        for name, state in states.items():
+            one = self.passes[name]
+            one.state = state
+            if from_ledgers:
+                one.entries = ledger_entries(self.settings, self.dsns[name])
+                one.noted = ledger_noted(name, one.entries, self.present, history, notes)
+                one.state = reached(state, one.noted, one.entries)
+            elif state != "not_started" and not one.error:
+                one.entries = ledger_entries(self.settings, self.dsns[name])
+        targets = [self.passes[t.name] for t in self.fleet.targets]
+        result = _report(self.reporter, targets, self.present)
+        self.reporter.flush()
+        for one in targets:
+            if one.error:  # the pass never had it (unreachable, another applier): nothing to record
+                continue
+            with db.connect(self.dsns[one.name], application_name="lockgate sync") as conn:
+                if not Ledger(conn, self.settings.ledger_schema).exists():
+                    continue  # never reached: no ledger, so no fingerprint to set or clear
+                if from_ledgers and one.state == "in_sync":
+                    # Its pod has ended: read now, as no lock of the pod's is left to read it under.
+                    one.in_sync_ledger = fastpath.ledger(conn, self.settings)
+                seen = self.reporter.seen(history.head.sha, one.in_sync_ledger is not None)
+                fastpath.record(conn, self.settings, seen, one.in_sync_ledger)
+        if self.settings.metrics_push_url:
+            metrics.push(self.settings.metrics_push_url, [
+                metrics.TargetMetrics(t.name, t.state, t.duration_s, *(
+                    backfilled(self.settings, self.dsns[t.name], self.began) if t.state != "not_started" else (0, 0)))
+                for t in targets
+            ])
+        in_sync = sum(t.state == "in_sync" for t in targets)
+        self.reporter.say(f"fleet at {history.head.short}: {in_sync}/{len(targets)} targets in sync")
+        return result
+
+
+@contextmanager
+def opened(
+    settings: Settings, fleet: Fleet, *, say: sync.Say, events: kube.EventRecorder | None,
+    at: str | None = None, notes: bool = True,
+) -> Iterator[Pass]:
+    """A pass over the branch's head (or its commit `at`), holding the git cache; `notes`: fetch
+    the origin's notes, to aggregate into (one target's pod writes none)."""
+    with held_cache(settings):
+        source, has_origin = sync.open_source(settings)
+        if at is not None and not source.is_ancestor(at):
+            raise UsageError(f"--at {at}: not a commit of branch {settings.branch}")
+        events = events or kube.recorder_from_environment(redact=source.redact)
+        reporter = sync.Reporter(settings, source, say, events, push=has_origin and notes)
+        if has_origin and notes:
+            reporter.fetch_notes()
+        with sync.read_branch(settings, source, at) as branch:
+            yield Pass(settings, fleet, reporter, branch)
+
+
 def run(
     settings: Settings, fleet: Fleet, *, wait: bool = False, stop: threading.Event | None = None,
     say: sync.Say = print, events: kube.EventRecorder | None = None,
 ) -> sync.SyncResult:
-    """One pass over every target; bad input raises as `sync.run` does (nothing applied anywhere)."""
+    """One pass over every target by parallel workers of this process; bad input raises as
+    `sync.run` does (nothing applied anywhere)."""
     stop = stop or threading.Event()
-    dsns = {t.name: t.resolve_dsn() for t in fleet.targets}
-    with held_cache(settings):
-        source, has_origin = sync.open_source(settings)
-        events = events or kube.recorder_from_environment(redact=source.redact)
-        reporter = sync.Reporter(settings, source, say, events, push=has_origin)
-        if has_origin:
-            reporter.fetch_notes()
-        passes = {t.name: TargetPass(t.name) for t in fleet.targets}
-        with sync.read_branch(settings, source) as branch:
-            present = set(branch.tree.migrations.by_version())
-            before = {name: ledger_entries(settings, dsn) for name, dsn in dsns.items()}
-            reverse = any(_rolls_back(entries, present) for entries in before.values())
-
-            def work(target: Target) -> Ended:
-                one = passes[target.name]
-                started = time.monotonic()
-
-                def settled(engine: Engine, result: sync.SyncResult) -> None:
-                    # Read under the target's applier lock: a write after the pass must not pass for its own.
-                    if result.ok:
-                        one.in_sync_ledger = fastpath.ledger(engine.ledger.conn, settings)
-
-                try:
-                    result = sync.reconcile(branch, settings, dsns[target.name], Collector(one, reporter),
-                                            wait=wait, stop=stop, finish=settled)
-                except (ApplierBusy, Blocked, UsageError) as exc:
-                    one.error = source.redact(str(exc))
-                    reporter.say(f"[{target.name}] {one.error}")
-                    return "failed"
-                finally:
-                    one.duration_s = time.monotonic() - started
-                if result.interrupted:
-                    return "interrupted"
-                return "in_sync" if result.ok else "failed"
-
-            began = time.time()
-            states = run_waves(order(fleet.waves, reverse=reverse), work, stop)
-        for name, state in states.items():
-            passes[name].state = state
-            if state != "not_started" and not passes[name].error:
-                passes[name].entries = ledger_entries(settings, dsns[name])
-        targets = [passes[t.name] for t in fleet.targets]
-        result = _report(reporter, targets, present)
-        reporter.flush()
-        for target in targets:
-            if not target.error:  # else the pass never had it (unreachable, another applier): nothing to record
-                with db.connect(dsns[target.name], application_name="lockgate sync") as conn:
-                    seen = reporter.seen(branch.history.head.sha, target.in_sync_ledger is not None)
-                    fastpath.record(conn, settings, seen, target.in_sync_ledger)
-    if settings.metrics_push_url:
-        metrics.push(settings.metrics_push_url, [
-            metrics.TargetMetrics(t.name, t.state, t.duration_s, *(
-                backfilled(settings, dsns[t.name], began) if t.state != "not_started" else (0, 0)))
-            for t in targets
-        ])
-    in_sync = sum(s == "in_sync" for s in states.values())
-    say(f"fleet at {branch.history.head.short}: {in_sync}/{len(states)} targets in sync")
-    return result
+    with opened(settings, fleet, say=say, events=events) as fleet_pass:
+        waves = order(fleet.waves, reverse=fleet_pass.rolls_back())
+        states = run_waves(waves, partial(fleet_pass.reconcile, wait=wait, stop=stop), stop)
+        return fleet_pass.finish(states)
 
 
 def _report(reporter: sync.Reporter, targets: list[TargetPass], present: set[str]) -> sync.SyncResult:
