@@ -349,7 +349,13 @@ class Engine:
             raise InputError(_edited(entry, migration))
         if move is Move.FINISH_ROLLBACK:
             assert entry is not None
-            return self._resume_rollback(migration, entry, started, commit)
+            # A rollback cut short ends first; then the migration goes on as its new state says (a
+            # revert's rollback finished under a re-land runs again, from a clean schema).
+            undone = self._resume_rollback(migration, entry, started, commit)
+            entry = self.ledger.get(migration.version)
+            if lifecycle.next_move(lifecycle.state_of(entry, migration)) is not Move.RUN:
+                return undone
+            move = Move.RUN
         if move is Move.RESUME:
             assert entry is not None
             assert entry.baseline is not None
@@ -620,7 +626,7 @@ class Engine:
                 rows_after=snapshot.row_counts(self.conn, self._tables(baseline)),
             )
         self.ledger.undo_started(version, error=reason, validation=self._dump(gates), commit=commit)
-        return self._roll_back_failed(migration, migration.down.sql, baseline, started, reason, gates, where, commit)
+        return self._roll_back(migration, migration.down.sql, baseline, started, reason, gates, where, commit)
 
     def _resume_rollback(self, migration: Migration, entry: LedgerRecord, started: datetime,
                          commit: str | None) -> Outcome:
@@ -630,23 +636,26 @@ class Engine:
         gates = [GateResult.model_validate(g) for g in entry.validation or []]
         failed = validation.failures(gates)
         where = f"{migration.validate.path}:{failed[0].line}:1" if failed else None
-        return self._roll_back_failed(
+        return self._roll_back(
             migration, parse_sql(migration.down.path, entry.down_sql), Baseline.model_validate(entry.baseline),
-            started, entry.error or "rollback of a failed run", gates, where, commit, done=entry.undo_steps_done,
+            started, entry.error, gates, where, commit, done=entry.undo_steps_done,
         )
 
-    def _roll_back_failed(
-        self, migration: Migration, down: SqlFile, baseline: Baseline, started: datetime, reason: str,
+    def _roll_back(
+        self, migration: Migration, down: SqlFile, baseline: Baseline, started: datetime, failure: str | None,
         gates: list[GateResult], where: str | None, commit: str | None, *, done: int = 0,
     ) -> Outcome:
+        """Run the down (after its first `done` steps) and end the rollback; `failure` is what made a
+        run roll back (None for a revert's rollback, which ends without an error when it is clean)."""
         version = migration.version
         undone = self._undo(version, down, baseline, done=done)
+        detail = f"{failure}; {undone.detail}" if failure else undone.detail
         self.ledger.finish(
-            version, undone.status, validation=self._dump(gates), schema_restored=undone.restored,
-            error=f"{reason}; {undone.detail}", commit=commit,
+            version, undone.status, validation=self._dump(gates) or None, schema_restored=undone.restored,
+            error=None if failure is None and undone.status == "rolled_back" else detail, commit=commit,
         )
         return self._outcome(
-            migration, undone.status, started, reason=f"{reason}; {undone.detail}", baseline=baseline,
+            migration, undone.status, started, reason=detail, baseline=baseline,
             gates=gates, where=undone.where or where, schema_restored=undone.restored,
             rows_after=snapshot.row_counts(self.conn, self._tables(baseline)),
         )
@@ -693,7 +702,8 @@ class Engine:
         self._refuse_if_dirty()
         started = _now()
         entry = self.ledger.get(version)
-        if entry is None or lifecycle.state_of(entry, None) is not State.APPLIED:
+        move = lifecycle.rollback_move(lifecycle.state_of(entry, None))
+        if entry is None or move is Move.SKIP:
             raise Blocked(f"{version} is not applied ({entry.status if entry else 'not in the ledger'}); "
                           "nothing to roll back")
         if _sha256(entry.down_sql) != entry.down_checksum:
@@ -704,18 +714,14 @@ class Engine:
         self._override = parse_sql(Path(f"{version}_{entry.name}.up.sql"), entry.up_sql).timeout
         baseline = Baseline.model_validate(entry.baseline)
         rows_before = snapshot.row_counts(self.conn, self._tables(baseline))
-        if lifecycle.rollback_move(entry) is Move.RUN:
+        if move is Move.RUN:
             self.ledger.undo_started(version, error=None, validation=None, commit=commit)
+            failure = None
         else:
             self.ledger.event(version, Event.ROLLBACK_RESUMED, {"undo_steps_done": entry.undo_steps_done}, commit)
-        undone = self._undo(version, down, baseline, done=entry.undo_steps_done or 0)
-        self.ledger.finish(version, undone.status, schema_restored=undone.restored,
-                           error=None if undone.status == "rolled_back" else undone.detail, commit=commit)
-        outcome = self._outcome(
-            migration, undone.status, started, reason=undone.detail, baseline=baseline,
-            schema_restored=undone.restored, where=undone.where,
-            rows_after=snapshot.row_counts(self.conn, self._tables(baseline)),
-        )
+            failure = entry.error  # the failed run's, when its files were removed while it rolled back
+        outcome = self._roll_back(migration, down, baseline, started, failure, [], None, commit,
+                                  done=entry.undo_steps_done or 0)
         return outcome.model_copy(update={"rows_before": rows_before})
 
     def resolve(self, version: str, status: Literal["applied", "rolled_back"], *, note: str = "") -> None:

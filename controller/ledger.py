@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from lockgate.controller import backfill
 from lockgate.controller.checkpoints import CHECKPOINTS
 
-Status = Literal["applying", "applied", "failed", "rolled_back", "dirty"]
+Status = Literal["applying", "undoing", "applied", "failed", "rolled_back", "dirty"]
 
 
 class Event(StrEnum):
@@ -106,6 +106,15 @@ _UPGRADES: tuple[str, ...] = (
         recorded_at timestamptz NOT NULL DEFAULT now()
     );
     """,
+    # `undoing`: a rollback began and has not ended (the row was `applied` for a revert's, or
+    # `applying` for a failed run's, with undo_steps_done set).
+    """
+    ALTER TABLE {schema}.migrations DROP CONSTRAINT IF EXISTS migrations_status_check;
+    ALTER TABLE {schema}.migrations ADD CONSTRAINT migrations_status_check
+        CHECK (status IN ('applying', 'undoing', 'applied', 'failed', 'rolled_back', 'dirty'));
+    UPDATE {schema}.migrations SET status = 'undoing'
+        WHERE undo_steps_done IS NOT NULL AND status IN ('applying', 'applied');
+    """,
 )
 
 
@@ -124,7 +133,7 @@ class LedgerEntry(BaseModel):
     steps_done: int
     schema_restored: bool | None
     error: str | None
-    undo_steps_done: int | None = None  # set while a rollback is under way (see undo_started)
+    undo_steps_done: int | None = None  # the down steps committed while `undoing` (see undo_started)
 
 
 class LedgerRecord(LedgerEntry):
@@ -341,11 +350,15 @@ class Ledger:
     def undo_started(
         self, version: str, *, error: str | None, validation: list[dict[str, Any]] | None, commit: str | None
     ) -> None:
-        """A rollback begins: from now on a rerun continues it instead of re-running the up."""
+        """A rollback begins: the row is `undoing` until it ends, so a rerun (or a re-land of the
+        migration meanwhile) finishes it instead of taking the schema for applied.
+
+        `error` is the failure that made a run roll back (None for a revert's rollback); `validation`,
+        the gates that failed (None keeps the applied run's)."""
         self.conn.execute(
             sql.SQL(
-                "UPDATE {} SET undo_steps_done = 0, error = coalesce(%s, error), "
-                "validation = coalesce(%s, validation) WHERE version = %s"
+                "UPDATE {} SET status = 'undoing', undo_steps_done = 0, error = %s, finished_at = NULL, "
+                "schema_restored = NULL, validation = coalesce(%s, validation) WHERE version = %s"
             ).format(self._table),
             (error, Jsonb(validation) if validation is not None else None, version),
         )

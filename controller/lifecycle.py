@@ -6,14 +6,17 @@ The state is derived from the migration's ledger row and its files at the head:
 |-------------|---------------------------------------------------|--------------------------------|
 | pending     | none                                              | run                            |
 | rolled back | `rolled_back` by a revert (no error)              | run (it is back: a re-land)    |
-| resumable   | `applying`, no rollback begun                     | resume (steps, batches)        |
-| undoing     | `applying` with a rollback begun                  | finish the rollback            |
+| resumable   | `applying`                                        | resume (steps, batches)        |
+| undoing     | `undoing`: a rollback began and has not ended     | finish the rollback, then on   |
 | failed      | `failed`, or `rolled_back` after a failure        | wait, until `retry` or new files |
 | applied     | `applied`, files as applied                       | nothing                        |
 | edited      | `applied`, files changed since                    | refuse: applied is immutable   |
 | dirty       | `dirty`                                           | block everything               |
 
-sync, the engine, `plan`, `apply`, `retry` and `resolve` all ask `state_of` and `next_move`.
+A rollback, of a failed run or by a revert, makes the row `undoing` until it ends: a revert's
+rollback cut short stays a rollback to finish, also when the migration is re-landed meanwhile
+(it finishes, then runs again from a clean schema). sync, the engine, `plan`, `apply`, `retry` and
+`resolve` all ask `state_of`, `next_move` and `rollback_move`.
 """
 
 from __future__ import annotations
@@ -63,8 +66,10 @@ def state_of(entry: LedgerEntry | None, migration: Migration | None) -> State:
         return State.PENDING
     if entry.status == "dirty":
         return State.DIRTY
+    if entry.status == "undoing":
+        return State.UNDOING
     if entry.status == "applying":
-        return State.UNDOING if entry.undo_steps_done is not None else State.RESUMABLE
+        return State.RESUMABLE
     if entry.status == "applied":
         return State.EDITED if migration is not None and not same_files(entry, migration) else State.APPLIED
     if entry.status == "failed" or entry.error is not None:
@@ -91,19 +96,34 @@ def next_move(state: State, *, retry: bool = False, atomic: bool = False) -> Mov
     }[state]
 
 
-def rollback_move(entry: LedgerEntry) -> Move:
-    """What rolling back an applied migration does: run its down from the first step, or finish the
-    rollback a crashed run began (a revert's rollback keeps the row `applied` until it ends)."""
-    return Move.RUN if entry.undo_steps_done is None else Move.FINISH_ROLLBACK
+def rollback_move(state: State) -> Move:
+    """What a pass does with a migration whose files are gone from the head (its state read without
+    files): run its down from the first step, finish the rollback a crashed run began, or nothing."""
+    return {State.APPLIED: Move.RUN, State.UNDOING: Move.FINISH_ROLLBACK}.get(state, Move.SKIP)
 
 
-def describe(state: State, version: str) -> str:
-    """The state in a plan's words: what `apply`/`sync` will do with it."""
+def rolls_back(entry: LedgerEntry) -> bool:
+    """Whether a pass rolls the migration back (or finishes its rollback) once its files are gone."""
+    return rollback_move(state_of(entry, None)) is not Move.SKIP
+
+
+def undone(entry: LedgerEntry, migration: Migration | None) -> State:
+    """The state an `undoing` row reaches once its rollback ends cleanly: rolled back when a revert
+    began it (it runs again if it is back at the head), failed when a failed run did."""
+    return state_of(entry.model_copy(update={"status": "rolled_back", "undo_steps_done": None}), migration)
+
+
+def describe(entry: LedgerEntry | None, migration: Migration) -> str:
+    """The migration's state in a plan's words: what `apply`/`sync` will do with it."""
+    state, version = state_of(entry, migration), migration.version
+    if state is State.UNDOING:
+        assert entry is not None
+        then = "then runs again" if next_move(undone(entry, migration)) is Move.RUN else "then waits: it failed"
+        return f"finishes the rollback an interrupted run began, {then}"
     return {
         State.PENDING: "pending",
         State.ROLLED_BACK: "rolled back by a revert, back at the head: runs again",
         State.RESUMABLE: "resumes an interrupted run",
-        State.UNDOING: "finishes an interrupted rollback",
         State.FAILED: f"failed before: runs again only with changed files or `lockgate retry {version}`",
         State.APPLIED: "applied",
         State.EDITED: "edited after it was applied: refused",

@@ -126,8 +126,7 @@ def rollback_candidates(
     on_branch = {change.commit.sha for change in history.changes}
     candidates: list[tuple[LedgerEntry, CommitRef]] = []
     held: list[Held] = []
-    gone = [e for e in entries.values()
-            if e.version not in present and lifecycle.state_of(e, None) is State.APPLIED]
+    gone = [e for e in entries.values() if e.version not in present and lifecycle.rolls_back(e)]
     for entry in sorted(gone, key=lambda e: int(e.version), reverse=True):
         removed_by = history.removed_by.get(entry.version)
         if entry.commit_sha is not None and entry.commit_sha not in on_branch:

@@ -22,7 +22,7 @@ def test_setup_creates_the_ledger_once_and_is_idempotent(conn: psycopg.Connectio
     tables = {r[0] for r in conn.execute(
         "SELECT tablename FROM pg_tables WHERE schemaname = 'lockgate'").fetchall()}
     assert {"migrations", "events", "schema_version", "batch_checkpoints", "batch_control", "sync_state"} <= tables
-    assert conn.execute("SELECT version FROM lockgate.schema_version").fetchall() == [(3,)]
+    assert conn.execute("SELECT version FROM lockgate.schema_version").fetchall() == [(4,)]
 
 
 def test_the_ledger_schema_name_is_quoted_everywhere(db: str, tmp_path: Path) -> None:

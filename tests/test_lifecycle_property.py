@@ -86,7 +86,7 @@ class Life(RuleBasedStateMachine):
         if not planned:
             return Move.SKIP
         state = state_of(entry, self.migration())
-        assert planned[0].state == describe(state, "1")
+        assert planned[0].state == describe(entry, self.migration())
         return next_move(state)
 
     def runs(self) -> int:

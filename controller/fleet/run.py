@@ -25,7 +25,6 @@ from lockgate.controller.fleet.config import Fleet, Target
 from lockgate.controller.fleet.scheduler import Ended, order, run_waves
 from lockgate.controller.fleet.scheduler import State as TargetState
 from lockgate.controller.ledger import ApplierBusy, Ledger, LedgerEntry
-from lockgate.controller.lifecycle import State
 from lockgate.controller.source import CommitRef, held_cache
 from lockgate.controller.status import MigrationRecord, StatusNote, summary_line
 from lockgate.hooks.errors import UsageError
@@ -75,7 +74,7 @@ def backfilled(settings: Settings, dsn: str, since: float) -> tuple[int, int]:
 
 
 def _rolls_back(entries: dict[str, LedgerEntry], present: set[str]) -> bool:
-    return any(v not in present and lifecycle.state_of(e, None) is State.APPLIED for v, e in entries.items())
+    return any(v not in present and lifecycle.rolls_back(e) for v, e in entries.items())
 
 
 class Pass:

@@ -127,7 +127,7 @@ def test_a_ledger_made_before_resumable_rollbacks_is_upgraded(conn: psycopg.Conn
     conn.execute("ALTER TABLE lockgate.migrations DROP COLUMN undo_steps_done")
     conn.execute("UPDATE lockgate.schema_version SET version = 1")
     ledger.setup()
-    assert conn.execute("SELECT version FROM lockgate.schema_version").fetchall() == [(3,)]
+    assert conn.execute("SELECT version FROM lockgate.schema_version").fetchall() == [(4,)]
     assert conn.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = 'lockgate.migrations'::regclass "
                         "AND attname = 'undo_steps_done'").fetchone() == (1,)
     assert ledger.entries() == {}

@@ -8,6 +8,10 @@ follows a `lockgate resolve`. Each ends exactly where the uninterrupted run ends
   drops; a human removes the view, puts the applied schema back and runs `lockgate resolve
   --as applied`; the next rollback is killed at every fault point of its down and run again.
   Every down step must run (no undo progress of the dirty rollback reused).
+- re-land mid-rollback: 4000_revertible applied; its rollback by a revert is killed at every
+  fault point of its down; then `lockgate apply` re-lands it. The row is `undoing`, so the run
+  finishes the rollback (each row's down update once) and applies the migration again: it must
+  end exactly as the uninterrupted re-land.
 """
 
 from __future__ import annotations
@@ -75,6 +79,30 @@ def test_a_reland_killed_anywhere_ends_as_an_uninterrupted_reland(lab: Lab, tall
     assert second.returncode == 0, second.stdout + second.stderr
     assert not differences, "\n".join(differences)
     assert updates == [(3, ITEMS)]
+
+
+@pytest.mark.parametrize("point", [_param(p) for p in REVERT_POINTS])
+def test_a_reland_while_its_rollback_is_cut_short_ends_as_an_uninterrupted_reland(
+    lab: Lab, tally: Tally, point: str
+) -> None:
+    reference = _reland_reference(lab)
+    folder = lab.folder / f"reland-mid-rollback-{point.replace(':', '-')}"
+    folder.mkdir()
+    dsn = lab.clone(lab.scenarios["multistep"])
+    directory = revertible_dir(folder)
+    assert apply(directory, dsn).returncode == 0
+    first = roll_back(dsn, point)
+    assert killed(first), first.stdout + first.stderr
+
+    second = apply(directory, dsn)  # the re-land, with the rollback not finished
+
+    differences = fingerprint(dsn, ("items",)).differences(reference)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        updates = conn.execute("SELECT n, count(*) FROM update_counts GROUP BY n").fetchall()
+    tally.record("kill points", second.returncode == 0 and not differences and updates == [(3, ITEMS)])
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert not differences, "\n".join(differences)
+    assert updates == [(3, ITEMS)]  # up, down (finished where it stopped), up again: each once
 
 
 def _resolved_after_a_dirty_rollback(lab: Lab, folder: Path) -> str:
