@@ -113,13 +113,12 @@ def undone(entry: LedgerEntry, migration: Migration | None) -> State:
     return state_of(entry.model_copy(update={"status": "rolled_back", "undo_steps_done": None}), migration)
 
 
-def describe(entry: LedgerEntry | None, migration: Migration) -> str:
-    """The migration's state in a plan's words: what `apply`/`sync` will do with it."""
-    state, version = state_of(entry, migration), migration.version
+def describe(state: State, version: str, *, then: State | None = None) -> str:
+    """The state in a plan's words: what `apply`/`sync` will do with it; `then`, for an undoing one,
+    is the state its rollback leaves (see `undone`)."""
     if state is State.UNDOING:
-        assert entry is not None
-        then = "then runs again" if next_move(undone(entry, migration)) is Move.RUN else "then waits: it failed"
-        return f"finishes the rollback an interrupted run began, {then}"
+        after = {None: "", State.FAILED: ", then waits: it failed"}.get(then, ", then runs again")
+        return f"finishes the rollback an interrupted run began{after}"
     return {
         State.PENDING: "pending",
         State.ROLLED_BACK: "rolled back by a revert, back at the head: runs again",
@@ -129,6 +128,12 @@ def describe(entry: LedgerEntry | None, migration: Migration) -> str:
         State.EDITED: "edited after it was applied: refused",
         State.DIRTY: f"dirty: nothing runs until `lockgate resolve {version} --as applied|rolled_back`",
     }[state]
+
+
+def word(entry: LedgerEntry | None, migration: Migration) -> str:
+    """`describe` of the migration's state, from its ledger row and its files at the head."""
+    state = state_of(entry, migration)
+    return describe(state, migration.version, then=undone(entry, migration) if entry is not None else None)
 
 
 def dirty_reason(entry: LedgerEntry) -> str:

@@ -158,7 +158,7 @@ def build(
         steps = split(migration.up.sql, pg_version=pg_version)
         planned.append(PlannedMigration(
             version=migration.version, name=migration.name, description=migration.description,
-            state=lifecycle.describe(entries.get(migration.version), migration),
+            state=lifecycle.word(entries.get(migration.version), migration),
             atomic=is_atomic(steps),
             steps=[
                 PlannedStep(number=step.number, mode=step.mode,

@@ -33,7 +33,7 @@ from lockgate.controller import plan
 from lockgate.controller.engine import Blocked, Engine
 from lockgate.controller.faultpoints import ENV as KILL_AT
 from lockgate.controller.ledger import Ledger
-from lockgate.controller.lifecycle import Move, State, describe, next_move, state_of
+from lockgate.controller.lifecycle import Move, State, next_move, state_of, word
 from lockgate.controller.pgserver import create_database, drop_database
 from lockgate.hooks import migrationset
 
@@ -86,7 +86,7 @@ class Life(RuleBasedStateMachine):
         if not planned:
             return Move.SKIP
         state = state_of(entry, self.migration())
-        assert planned[0].state == describe(entry, self.migration())
+        assert planned[0].state == word(entry, self.migration())
         return next_move(state)
 
     def runs(self) -> int:
