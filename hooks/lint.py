@@ -121,10 +121,10 @@ def _syntax_finding(exc: InputError) -> list[Finding]:
 
 def _read(path: Path) -> SqlFile:
     try:
-        data = path.read_bytes()
+        text = decode(path, path.read_bytes())  # the bytes go once decoded: a large file is not held twice
     except OSError as exc:
         raise InputError.at(path, 1, 1, f"cannot read the file: {exc.strerror or exc}") from None
-    return parse_sql(path, decode(path, data))
+    return parse_sql(path, text)
 
 
 def _lint_group(group: tuple[Path, ...], pg_version: int) -> list[Finding]:

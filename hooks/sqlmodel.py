@@ -177,11 +177,13 @@ class _Positions:
 
     def __init__(self, text: str, *, compact: bool = False) -> None:
         self.text = text
-        self.data = text.encode()
-        # Most migrations are ASCII: then bytes and characters line up and need no decoding.
-        self.ascii = len(self.data) == len(text)
-        self.byte_starts = self._starts(re.finditer(b"\n", self.data), compact)
-        self.char_starts = self.byte_starts if self.ascii else self._starts(re.finditer("\n", text), compact)
+        # Most migrations are ASCII: then bytes and characters line up, and the text is not held a
+        # second time as bytes (a large data load would peak at one more copy of itself).
+        self.ascii = text.isascii()
+        self.data = b"" if self.ascii else text.encode()
+        self.size = len(text) if self.ascii else len(self.data)  # in bytes
+        self.char_starts = self._starts(re.finditer("\n", text), compact)
+        self.byte_starts = self.char_starts if self.ascii else self._starts(re.finditer(b"\n", self.data), compact)
 
     @staticmethod
     def _starts(newlines: Iterator[re.Match[bytes]] | Iterator[re.Match[str]], compact: bool) -> Sequence[int]:
@@ -358,7 +360,7 @@ class _Parser:
     def top_level(self, raw: Node, byte_at: int, *, keep: bool) -> tuple[Statement, Node]:
         (kind, node), = raw["stmt"].items()
         start = byte_at + raw.get("stmt_location", 0)
-        length = raw.get("stmt_len") or len(self.pos.data) - start
+        length = raw.get("stmt_len") or self.pos.size - start
         text = self.pos.text_of_bytes(start, start + length).strip()
         line, column = self.pos.from_byte(start)
         end_line = self.pos.line_from_byte(start + length)

@@ -82,3 +82,22 @@ def write_corpus(directory: Path, files: int, seed: int = SEED) -> list[Path]:
         path.write_text(migration_text(rng))
         paths.append(path)
     return paths
+
+
+def write_load(path: Path, mib: float, seed: int = SEED) -> int:
+    """A data-load up migration of about `mib` MiB: one CREATE TABLE, then INSERTs of 100 rows each.
+    Returns how many INSERTs it holds."""
+    rng = random.Random(seed)
+    size, inserts, row = int(mib * (1 << 20)), 0, 0
+    with path.open("w") as out:
+        out.write("-- Description: seed the ledger entries\n"
+                  "CREATE TABLE entries (id bigint PRIMARY KEY, name text NOT NULL, amount numeric, note text);\n")
+        while out.tell() < size:
+            values = []
+            for _ in range(100):
+                row += 1
+                amount = f"{rng.randrange(10**6)}.{rng.randrange(100):02d}"
+                values.append(f"({row}, 'entry {row} {rng.random():.6f}', {amount}, 'a note for row {row}')")
+            out.write("INSERT INTO entries (id, name, amount, note) VALUES\n  " + ",\n  ".join(values) + ";\n")
+            inserts += 1
+    return inserts
