@@ -29,12 +29,13 @@ log = logging.getLogger(__name__)
 COMPONENT = "lockgate"
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
-# Every (apiGroup, resource, verb) lockgate calls: Events here, and the Kubernetes executor's wave
-# Jobs (controller/fleet/jobs.py: create one, read it while it runs). The Role in manifests/base
-# grants exactly these, and tests/test_manifests.py holds the two together.
-API_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset({
-    ("", "events", "create"), ("batch", "jobs", "create"), ("batch", "jobs", "get"),
-})
+# Every (apiGroup, resource, verb) lockgate calls: Events here, and under a fleet's `executor:
+# kubernetes` the wave Jobs (controller/fleet/jobs.py creates one and reads it while it runs).
+# The Role in manifests/base grants the Events' only; manifests/overlays/fleet adds the Jobs'.
+# tests/test_manifests.py holds the Roles and these together.
+EVENT_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset({("", "events", "create")})
+JOB_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset({("batch", "jobs", "create"), ("batch", "jobs", "get")})
+API_PERMISSIONS = EVENT_PERMISSIONS | JOB_PERMISSIONS
 
 # An event is not worth holding up a migration: give a slow API server this long, then move on.
 REQUEST_TIMEOUT = 5.0

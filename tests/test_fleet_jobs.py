@@ -356,3 +356,33 @@ def test_the_coordinator_outside_a_cluster_is_one_line_with_exit_2(tmp_path: Pat
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [
         "lockgate sync: executor: kubernetes runs in a cluster's pod: not running in a Kubernetes cluster"]
+
+
+@pytest.mark.asyncio
+async def test_a_revert_rolls_every_target_back_last_wave_first(
+    kmock: KubernetesEmulator, origin: Origin, dev: Clone, tenants: dict[str, str], tmp_path: Path
+) -> None:
+    path = kubernetes_fleet(tmp_path, tenants, {"parallel": 1})
+    controller = JobController(kmock, origin, tmp_path)
+    merge = merged(dev, "note", V2, "add_note", NOTE)
+    assert (await coordinate(kmock, controller, origin, tmp_path, path))[0] == 0
+    revert = dev.revert(merge)
+    dev.push()
+    pods_before = len(controller.pods)
+
+    code, lines = await coordinate(kmock, controller, origin, tmp_path, path)
+
+    assert code == 0, lines + controller.output
+    rest, canary = created(kmock)[-2:]
+    assert rest["spec"]["template"]["spec"]["containers"][0]["args"][-3:] == ["--at", revert, "--reverse"]
+    assert canary["spec"]["template"]["spec"]["containers"][0]["args"][3:5] == ["--wave", "canary"]
+    # Last wave first, its last target first: index 0 of the reversed wave is tenant-3.
+    rolled = [line.split("]")[0] for line in controller.output[pods_before:] for line in line.splitlines()
+              if "rolled back" in line and line.startswith("[")]
+    assert rolled == ["[tenant-3", "[tenant-2", "[tenant-1", "[tenant-0"], controller.output[pods_before:]
+    for dsn in tenants.values():
+        with on(dsn) as conn:
+            assert columns(conn, "items") == ["id", "qty"]
+            assert ledger(conn)[V2][0] == "rolled_back"
+    assert notes_seen_from_a_fresh_clone(origin, tmp_path, revert).startswith(
+        f"lockgate: {V2}_add_note rolled back on 4/4 targets\n")

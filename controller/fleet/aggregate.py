@@ -135,6 +135,6 @@ def ledger_noted(
 def reached(state: State, noted: Sequence[object], entries: dict[str, LedgerEntry]) -> State:
     """A target the Job did not see to its end (its pod terminated when the wave halted, or the
     coordinator stopped waiting) is interrupted when its ledger moved or holds an unfinished row."""
-    if state == "not_started" and (noted or any(e.status == "applying" for e in entries.values())):
+    if state == "not_started" and (noted or any(e.status in ("applying", "undoing") for e in entries.values())):
         return "interrupted"
     return state
