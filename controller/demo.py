@@ -19,12 +19,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import Protocol, TextIO
 
 import psycopg
 
@@ -140,25 +140,46 @@ def note_lines(log_output: str) -> list[str]:
 
 
 class World:
-    """The throwaway PostgreSQL, origin, developer clone and controller cache under one directory."""
+    """The throwaway PostgreSQL, origin, developer clone and controller cache under one directory.
 
-    def __init__(self, root: Path, server: PostgresServer) -> None:
+    `dsn` is the database the queries go to unless told; `target` the LOCKGATE_* variables that
+    name what the controller migrates (one database, or a fleet file).
+    """
+
+    def __init__(self, root: Path, server: PostgresServer, dsn: str, target: Mapping[str, str]) -> None:
         self.root = root
         self.server = server
         self.origin = root / "origin.git"
         self.clone = root / "app"
-        self.dsn = create_database(server.dsn(), "shop")
+        self.dsn = dsn
         self.lockgate = tool("lockgate")
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(("LOCKGATE_", "GIT_", "PG"))}
         self.env = inherited | {
             "PATH": f"{Path(self.lockgate).parent}{os.pathsep}{inherited.get('PATH', '')}",
             "LOCKGATE_REPO": str(self.origin),
             "LOCKGATE_BRANCH": BRANCH,
-            "LOCKGATE_DSN": self.dsn,
             "LOCKGATE_CACHE_DIR": str(root / "controller-cache"),
             "PRE_COMMIT_HOME": str(root / "pre-commit-cache"),
             "GIT_TERMINAL_PROMPT": "0",
+            **target,
         }
+
+    def repositories(self) -> int:
+        """The bare origin and the developer's clone with the lockgate settings for this server;
+        returns the server's major version."""
+        major = self.server_major()
+        for argv in (["git", "init", "--quiet", "--bare", f"--initial-branch={BRANCH}", str(self.origin)],
+                     ["git", "clone", "--quiet", str(self.origin), str(self.clone)]):
+            ran = self.run(argv, cwd=self.root)
+            expect(ran.code == 0, f"{' '.join(argv[:2])} failed: {ran.output.strip()}")
+        for key, value in (("user.name", "Dana Developer"), ("user.email", "dana@example.com"),
+                           ("commit.gpgsign", "false"), ("init.defaultBranch", BRANCH)):
+            self.git("config", key, value)
+        self.git("symbolic-ref", "HEAD", f"refs/heads/{BRANCH}")
+        (self.clone / "pyproject.toml").write_text(
+            f"[tool.lockgate]\ndir = \"migrations\"\ntarget_pg_version = {major}\n"
+        )
+        return major
 
     def run(self, argv: Sequence[str], *, cwd: Path | None = None) -> Ran:
         done = subprocess.run(
@@ -184,22 +205,22 @@ class World:
     def head(self) -> str:
         return self.git("rev-parse", "HEAD").output.strip()
 
-    def query(self, query: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
+    def query(self, query: str, params: tuple[object, ...] = (), *, on: str | None = None) -> list[tuple[object, ...]]:
+        with psycopg.connect(on or self.dsn, autocommit=True) as conn:
             return conn.execute(query.encode(), params).fetchall()
 
-    def execute(self, script: str) -> None:
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
+    def execute(self, script: str, *, on: str | None = None) -> None:
+        with psycopg.connect(on or self.dsn, autocommit=True) as conn:
             conn.execute(script.encode())
 
     def server_major(self) -> int:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             return conn.info.server_version // 10000
 
-    def columns(self, table: str) -> list[str]:
+    def columns(self, table: str, *, on: str | None = None) -> list[str]:
         return [str(r[0]) for r in self.query(
             "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 "
-            "AND NOT attisdropped ORDER BY attnum", (table,),
+            "AND NOT attisdropped ORDER BY attnum", (table,), on=on,
         )]
 
     def copy_migration(self, migration: str, *, replace: tuple[str, str] | None = None) -> None:
@@ -217,6 +238,20 @@ class World:
     def hash(self) -> None:
         ran = self.run([self.lockgate, "hash"])
         expect(ran.code == 0, f"lockgate hash failed: {ran.output.strip()}")
+
+    def merge(self, branch: str, narrator: Narrator) -> str:
+        """`branch` merged into main with --no-ff and pushed: the merge commit."""
+        self.git("switch", "--quiet", BRANCH)
+        self.git("merge", "--quiet", "--no-ff", "-m", f"Merge branch '{branch}'", branch)
+        self.git("push", "--quiet", "origin", BRANCH)
+        narrator.say(f"$ git merge --no-ff {branch} && git push   (merge commit {self.head()[:12]})")
+        return self.head()
+
+    def revert(self, merge: str, narrator: Narrator) -> None:
+        """`git revert -m 1 MERGE`, pushed."""
+        self.git("revert", "--no-edit", "-m", "1", merge)
+        self.git("push", "--quiet", "origin", BRANCH)
+        narrator.say(f"$ git revert -m 1 {merge[:12]} && git push   (revert commit {self.head()[:12]})")
 
     def notes(self) -> list[str]:
         """`git log --notes=lockgate -1` in the developer's clone, after fetching origin's notes."""
@@ -245,10 +280,33 @@ repos:
 """
 
 
+class Story(Protocol):
+    """A demo's steps over its World."""
+
+    def run(self) -> None: ...
+
+    def kept(self) -> str:
+        """What `--keep` leaves to look at, besides the directory."""
+        ...
+
+
+Script = Callable[[Path, PostgresServer, Narrator], Story]
+
+
 class Demo:
     def __init__(self, world: World, narrator: Narrator) -> None:
         self.w = world
         self.n = narrator
+
+    @classmethod
+    def script(cls, root: Path, server: PostgresServer, narrator: Narrator) -> Demo:
+        if not (EXAMPLES / f"{FIRST}.up.sql").is_file():
+            raise UsageError(f"the example migrations are missing from {EXAMPLES}; reinstall lockgate")
+        dsn = create_database(server.dsn(), "shop")
+        return cls(World(root, server, dsn, {"LOCKGATE_DSN": dsn}), narrator)
+
+    def kept(self) -> str:
+        return f"the database {self.w.dsn}"
 
     def run(self) -> None:
         self.setup()
@@ -261,19 +319,8 @@ class Demo:
     def setup(self) -> None:
         w, n = self.w, self.n
         n.step("A throwaway PostgreSQL, an origin repository and a developer's clone")
-        major = w.server_major()
-        for argv in (["git", "init", "--quiet", "--bare", f"--initial-branch={BRANCH}", str(w.origin)],
-                     ["git", "clone", "--quiet", str(w.origin), str(w.clone)]):
-            ran = w.run(argv, cwd=w.root)
-            expect(ran.code == 0, f"{' '.join(argv[:2])} failed: {ran.output.strip()}")
-        for key, value in (("user.name", "Dana Developer"), ("user.email", "dana@example.com"),
-                           ("commit.gpgsign", "false"), ("init.defaultBranch", BRANCH)):
-            w.git("config", key, value)
-        w.git("symbolic-ref", "HEAD", f"refs/heads/{BRANCH}")
+        major = w.repositories()
         (w.clone / ".pre-commit-config.yaml").write_text(precommit_config(w.lockgate))
-        (w.clone / "pyproject.toml").write_text(
-            f"[tool.lockgate]\ndir = \"migrations\"\ntarget_pg_version = {major}\n"
-        )
         installed = w.run([tool("pre-commit"), "install"])
         expect(installed.code == 0, f"pre-commit install failed: {installed.output.strip()}")
         n.say(f"PostgreSQL {major} on 127.0.0.1:{w.server.port}, database shop")
@@ -333,12 +380,7 @@ class Demo:
         return merge
 
     def merge(self, branch: str) -> str:
-        w, n = self.w, self.n
-        w.git("switch", "--quiet", BRANCH)
-        w.git("merge", "--quiet", "--no-ff", "-m", f"Merge branch '{branch}'", branch)
-        w.git("push", "--quiet", "origin", BRANCH)
-        n.say(f"$ git merge --no-ff {branch} && git push   (merge commit {w.head()[:12]})")
-        return w.head()
+        return self.w.merge(branch, self.n)
 
     def failing_migration_rolled_back(self) -> None:
         w, n = self.w, self.n
@@ -364,9 +406,7 @@ class Demo:
         expect(again.code == 1 and again.has("waiting:"), "the failed migration was not sticky")
 
         n.step("Reverting the failed migration's merge changes nothing in the database")
-        w.git("revert", "--no-edit", "-m", "1", "HEAD")
-        w.git("push", "--quiet", "origin", BRANCH)
-        n.say(f"$ git revert -m 1 HEAD && git push   (revert commit {w.head()[:12]})")
+        w.revert("HEAD", n)
         synced = w.sync()
         n.shown("lockgate sync", synced)
         expect(synced.code == 0 and synced.has("nothing to do"), "sync acted on a migration that never applied")
@@ -374,9 +414,7 @@ class Demo:
     def tier_reverted(self, tier_merge: str) -> None:
         w, n = self.w, self.n
         n.step("Reverting the tier merge rolls the three migrations back; the revert commit gets the note")
-        w.git("revert", "--no-edit", "-m", "1", tier_merge)
-        w.git("push", "--quiet", "origin", BRANCH)
-        n.say(f"$ git revert -m 1 {tier_merge[:12]} && git push   (revert commit {w.head()[:12]})")
+        w.revert(tier_merge, n)
         synced = w.sync()
         n.shown("lockgate sync", synced)
         expect(synced.code == 0 and all(synced.has(f"{m} rolled back") for m in TIER),
@@ -400,19 +438,23 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run(*, keep: bool = False, out: TextIO = sys.stdout) -> int:
-    if not (EXAMPLES / f"{FIRST}.up.sql").is_file():
-        raise UsageError(f"the example migrations are missing from {EXAMPLES}; reinstall lockgate")
+TITLE = "lockgate demo: migrations through git, from commit to database and back"
+
+
+def run(*, keep: bool = False, out: TextIO = sys.stdout, script: Script = Demo.script, title: str = TITLE) -> int:
+    """Run `script`'s story on a throwaway server and directory, removed afterwards unless `keep`."""
     narrator = Narrator(out)
-    narrator.line("lockgate demo: migrations through git, from commit to database and back")
+    narrator.line(title)
     started = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="lockgate-demo-"))
     server: PostgresServer | None = None
+    story: Story | None = None
     try:
         with _terminate_as_interrupt():
             server = PostgresServer()
             server.start()
-            Demo(World(root, server), narrator).run()
+            story = script(root, server, narrator)
+            story.run()
     except Unexpected as exc:
         narrator.line(f"\ndemo: UNEXPECTED: {exc}")
         return 1
@@ -423,7 +465,7 @@ def run(*, keep: bool = False, out: TextIO = sys.stdout) -> int:
     finally:
         if keep and server is not None:
             runuser = f"runuser -u {SERVER_USER} -- " if server.as_root else ""
-            narrator.line(f"\nkept: {root} and the database {server.dsn('shop')}")
+            narrator.line(f"\nkept: {root} and {story.kept() if story is not None else 'the server'}")
             narrator.line(f"stop the server with: {runuser}{server.bindir / 'pg_ctl'} -D {server.datadir} stop")
         else:
             if server is not None:

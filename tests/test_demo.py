@@ -56,6 +56,35 @@ def test_the_demo_runs_the_whole_loop_and_cleans_up(scratch: Path, tmp_path: Pat
     assert list(scratch.iterdir()) == []
 
 
+def test_the_fleet_demo_rolls_out_halts_on_the_canary_retries_and_reverts(scratch: Path, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [LOCKGATE, "demo", "--fleet"], capture_output=True, text=True, env=demo_env(scratch), cwd=tmp_path,
+        timeout=240,
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    for line in (
+        "lockgate: 20240301000000_create_accounts applied on 4/4 targets",
+        "lockgate: 20240302000000_add_account_plan applied on 0/4 targets: failed on tenant-0 (gate 'the backfill "
+        "reached every account' (line 4) failed: every_account_has_a_plan = false;",
+        "); not started: tenant-1, tenant-2, tenant-3",
+        "no tenant has the plan column: the canary's was rolled back, the others never started",
+        "tenant-0  20240302000000  failed       failed before: runs again only with changed files",
+        "tenant-3  20240302000000  not started  pending",
+        "applied     20240302000000_add_account_plan",
+        "lockgate: 20240302000000_add_account_plan applied on 4/4 targets",
+        "every account of every tenant has a plan: tenant-0 5,003, tenant-1 5,000, tenant-2 5,000, tenant-3 5,000",
+        "lockgate: 20240302000000_add_account_plan rolled back on 4/4 targets",
+        "no tenant has the plan column any more",
+        "every step behaved as expected",
+    ):
+        assert line in out
+    # Parallel workers' lines stay whole: each starts with its target.
+    assert not [line for line in out.splitlines() if line.count("[tenant-") > 1]
+    assert list(scratch.iterdir()) == []
+
+
 def test_an_interrupted_demo_stops_its_server_and_removes_its_files(scratch: Path, tmp_path: Path) -> None:
     demo = subprocess.Popen(
         [LOCKGATE, "demo"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -184,10 +184,22 @@ def run(
     """One pass over every target by parallel workers of this process; bad input raises as
     `sync.run` does (nothing applied anywhere)."""
     stop = stop or threading.Event()
-    with opened(settings, fleet, say=say, events=events) as fleet_pass:
+    with opened(settings, fleet, say=_whole_lines(say), events=events) as fleet_pass:
         waves = order(fleet.waves, reverse=fleet_pass.rolls_back())
         states = run_waves(waves, partial(fleet_pass.reconcile, wait=wait, stop=stop), stop)
         return fleet_pass.finish(states)
+
+
+def _whole_lines(say: sync.Say) -> sync.Say:
+    """`say` for parallel workers: one line at a time (print writes a line's end on its own, so
+    two workers' lines would run together)."""
+    lock = threading.Lock()
+
+    def said(text: str) -> None:
+        with lock:
+            say(text)
+
+    return said
 
 
 def _report(reporter: sync.Reporter, targets: list[TargetPass], present: set[str]) -> sync.SyncResult:
