@@ -96,15 +96,13 @@ def aggregate(targets: Sequence[TargetPass], present: set[str]) -> list[tuple[Co
 # -- targets that ran elsewhere (the Kubernetes executor's pods) ---------------------------------
 
 
-def _said(note: StatusNote | None, version: str, name: str) -> TargetOutcome | bool | None:
-    """What the note says of the target: its outcome, None when it does not name the target, or
-    True when the migration's record there predates the fleet (no targets): that record stands."""
+def _noted(note: StatusNote | None, version: str, name: str, outcome: TargetOutcome) -> bool:
+    """The note already says `outcome` of the target, or holds the migration's record from before
+    the fleet (it names no targets): that record stands."""
     record = next((m for m in note.migrations if m.version == version), None) if note else None
     if record is None:
-        return None
-    if not record.targets:
-        return True
-    return next((t.outcome for t in record.targets if t.name == name), None)
+        return False
+    return not record.targets or any(t.name == name and t.outcome == outcome for t in record.targets)
 
 
 def ledger_noted(
@@ -121,7 +119,7 @@ def ledger_noted(
         if outcome is None or not commits:
             continue
         commit = next((c for c in commits if c.sha == entry.commit_sha), commits[-1])
-        if _said(notes.get(commit.sha), entry.version, name) in (outcome, True):
+        if _noted(notes.get(commit.sha), entry.version, name, outcome):
             continue
         ran = (entry.finished_at - entry.started_at).total_seconds() if entry.finished_at else None
         noted.append((commit, MigrationRecord(
