@@ -70,6 +70,9 @@ def test_identifier_longer_than_63_bytes_is_flagged_with_its_truncation(tmp_path
 @pytest.mark.parametrize("name", [
     '"' + "é" * 32 + '"',  # 64 bytes in 32 characters
     '"Mixed_Case_' + "x" * 60 + '"',
+    '"' + "a name with spaces, " * 4 + '"',  # ASCII: found by a search of the text, not the tree
+    '"say ""hi"" ' + "x" * 60 + '"',
+    "public.x$" + "y" * 63,
 ])
 def test_identifier_length_counts_bytes_of_quoted_names(tmp_path: Path, name: str) -> None:
     assert found(lint_migration(tmp_path, f"CREATE TABLE {name} (id bigint);"), "LG706")

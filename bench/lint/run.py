@@ -1,10 +1,12 @@
 """Benchmark `lockgate lint` against squawk, and lockgate's rule coverage against squawk's.
 
-    .venv/bin/python bench/lint/run.py [--runs N] [--write]
+    .venv/bin/python bench/lint/run.py [--runs N] [--write] [--against REV]
 
 Generates the corpus (1 file; 1,000 files of ~40 lines) in a temporary directory, times both
 linters on the same files (interleaved runs, medians), measures rule coverage on squawk's own
 test cases, and prints a markdown report; `--write` puts it under `## Lint` in BENCHMARKS.md.
+`--against REV` also times lockgate as it was at git revision REV (checked out in a temporary
+worktree, run on this environment's packages) beside today's, both as a regular install.
 """
 
 from __future__ import annotations
@@ -96,13 +98,48 @@ def time_side_by_side(commands: dict[str, list[str]], cwd: Path, runs: int, warm
     return [Timing(label, [w for w, _ in runs_of], [c for _, c in runs_of]) for label, runs_of in samples.items()]
 
 
-def _installed_view(tmp: Path) -> Path:
+def _installed_view(tmp: Path, source: Path = ROOT) -> Path:
     """lockgate as a regular install lays it out: a plain lockgate/ tree, no editable-install hook."""
     view = tmp / "view" / "lockgate"
     view.mkdir(parents=True)
-    (view / "hooks").symlink_to(ROOT / "hooks")
-    (view / "controller").symlink_to(ROOT / "controller")
+    (view / "hooks").symlink_to(source / "hooks")
+    (view / "controller").symlink_to(source / "controller")
     return view.parent
+
+
+def _plain_command(view: Path) -> list[str]:
+    """`lockgate` from `view`, with site-packages but without the editable install's hook (`python -S`)."""
+    site = next(p for p in sys.path if p.endswith("site-packages"))
+    return [sys.executable, "-S", "-c", f"import sys; sys.path[:0] = [{str(view)!r}, {site!r}]; "
+            "from lockgate.controller.cli import main; sys.exit(main())"]
+
+
+def against_report(tmp: Path, rev: str, runs: int) -> list[str]:
+    """Today's lockgate beside lockgate at `rev`, one file and 1,000 files, both as a regular install."""
+    checkout = tmp / "against"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(checkout), rev], check=True)
+    try:
+        commit = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short=12", "HEAD"], check=True,
+                                capture_output=True, text=True).stdout.strip()
+        today, then = _plain_command(_installed_view(tmp / "today")), _plain_command(_installed_view(tmp, checkout))
+        one = corpus.write_corpus(tmp / "against-one", 1)
+        many = [p.name for p in corpus.write_corpus(tmp / "against-many", 1000)]
+        single = time_side_by_side({"today": [*today, "lint", one[0].name], rev: [*then, "lint", one[0].name]},
+                                   one[0].parent, runs * 3)
+        thousand = time_side_by_side({"today": [*today, "lint", *many], rev: [*then, "lint", *many]},
+                                     tmp / "against-many", runs)
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(checkout)], check=True)
+    rows = [f"| {label} | {a.median_ms:.1f} | {b.median_ms:.1f} | {a.median_ms / b.median_ms:.2f}× | "
+            f"{a.cpu_ms / b.cpu_ms:.2f}× |" for label, (a, b) in (("one file", single), ("1,000 files", thousand))]
+    return [
+        f"### Against `{rev}` ({commit})", "",
+        f"Command: `.venv/bin/python bench/lint/run.py --runs {runs} --against {rev!r}`; both as a regular install "
+        f"(`python -S`), same corpus, interleaved ({runs * 3} runs on one file, {runs} on 1,000); load average "
+        f"{os.getloadavg()[0]:.2f} at the end.", "",
+        f"| files | today wall median ms | `{rev}` wall median ms | ratio wall | ratio CPU |",
+        "| --- | ---: | ---: | ---: | ---: |", *rows, "",
+    ]
 
 
 def machine() -> list[str]:
@@ -125,9 +162,6 @@ def timing_report(tmp: Path, runs: int) -> list[str]:
     one = corpus.write_corpus(tmp / "one", 1)
     many = corpus.write_corpus(tmp / "many", 1000)
     lockgate, squawk = str(BIN / "lockgate"), str(BIN / "squawk")
-    site = next(p for p in sys.path if p.endswith("site-packages"))
-    plain = (f"import sys; sys.path[:0] = [{str(_installed_view(tmp))!r}, {site!r}]; "
-             "from lockgate.controller.cli import main; sys.exit(main())")
     file = one[0].name
     single = time_side_by_side({
         "`python -c pass` (interpreter start)": [sys.executable, "-c", "pass"],
@@ -135,7 +169,7 @@ def timing_report(tmp: Path, runs: int) -> list[str]:
         "floor: interpreter, `import pglast` and one parse of FILE": [sys.executable, "-c", _FLOOR, file],
         "**`lockgate lint FILE`** (editable install, bytecode cached)": [lockgate, "lint", file],
         "`lockgate lint FILE` as a regular install (`python -S`, no .pth hooks)":
-            [sys.executable, "-S", "-c", plain, "lint", file],
+            [*_plain_command(_installed_view(tmp)), "lint", file],
         "`squawk FILE`": [squawk, file],
     }, one[0].parent, runs * 3)
     names = [p.name for p in many]
@@ -323,7 +357,12 @@ def main() -> int:
     parser.add_argument("--cases", type=Path, default=DEFAULT_CASES, help="squawk-cases.json")
     parser.add_argument("--write", action="store_true", help="update the ## Lint section of BENCHMARKS.md")
     parser.add_argument("--skip-timing", action="store_true", help="coverage only")
+    parser.add_argument("--against", metavar="REV", help="only time lockgate at git revision REV beside today's")
     args = parser.parse_args()
+    if args.against:
+        with tempfile.TemporaryDirectory(prefix="lockgate-bench-") as tmp:
+            print("\n".join(against_report(Path(tmp), args.against, args.runs)))
+        return 0
     body: list[str] = []
     if not args.skip_timing:
         with tempfile.TemporaryDirectory(prefix="lockgate-bench-") as tmp:
