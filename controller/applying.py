@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from lockgate.controller.engine import Engine, Outcome
+from lockgate.controller.engine import Engine, RunResult
 from lockgate.hooks.migrationset import MigrationSet
 
 
 def apply_pending(
-    engine: Engine, migrations: MigrationSet, *, on_outcome: Callable[[Outcome], None] = lambda _: None
-) -> list[Outcome]:
+    engine: Engine, migrations: MigrationSet, *, on_outcome: Callable[[RunResult], None] = lambda _: None
+) -> list[RunResult]:
     """Apply the migrations the lifecycle says are not applied yet; stop at the first that is not
     applied (failed, rolled back, dirty, interrupted), as everything after it builds on it.
 
@@ -19,7 +19,7 @@ def apply_pending(
     """
     todo = engine.pending(migrations)
     engine.check(todo)
-    outcomes: list[Outcome] = []
+    outcomes: list[RunResult] = []
     for migration in todo:
         outcome = engine.apply(migration)
         outcomes.append(outcome)

@@ -8,6 +8,8 @@ refused with the reasons, which end up in the commit's note.
 A rollback passes at least the same review: the commit that removed the migration reverts the
 change that brought it (see `reverts`), it removed exactly the files that were applied, it is
 signed when signatures are required, and the down text the ledger will run passes lint as a down.
+
+A verdict is the action a pass takes: `Apply` or `Rollback` when approved, `Refuse` with the reasons.
 """
 
 from __future__ import annotations
@@ -40,19 +42,28 @@ SignatureCheck = Callable[[str], str | None]
 
 
 @dataclass(frozen=True, slots=True)
-class Approved:
+class Apply:
     migration: Migration
-    commit: CommitRef
+    commit: CommitRef  # where its outcome is noted
 
 
 @dataclass(frozen=True, slots=True)
-class Refused:
+class Rollback:
     version: str
+    name: str
+    commit: CommitRef  # the commit that removed the migration's files
+
+
+@dataclass(frozen=True, slots=True)
+class Refuse:
+    version: str
+    name: str
     reasons: tuple[str, ...]
-    commit: CommitRef | None = None
+    commit: CommitRef | None = None  # where the refusal is noted (None: the head)
 
 
-Verdict = Approved | Refused
+Verdict = Apply | Refuse
+RollbackVerdict = Rollback | Refuse
 
 
 def parse_check(migration_set: MigrationSet, migration: Migration) -> list[str]:
@@ -180,20 +191,10 @@ def approve(
         if signatures is not None:
             reasons += [r for c in history.commits_for(version) if (r := signatures(c.sha)) is not None]
         if reasons or commit is None:
-            verdicts[version] = Refused(version, tuple(tree.relative(r) for r in reasons), commit)
+            verdicts[version] = Refuse(version, migration.name, tuple(tree.relative(r) for r in reasons), commit)
         else:
-            verdicts[version] = Approved(migration, commit)
+            verdicts[version] = Apply(migration, commit)
     return verdicts
-
-
-@dataclass(frozen=True, slots=True)
-class RollbackApproved:
-    version: str
-    commit: CommitRef  # the commit that removed the migration's files
-    how: str  # what makes it a revert, for the log
-
-
-RollbackVerdict = RollbackApproved | Refused
 
 
 def _how_to_roll_back(record: LedgerRecord) -> str:
@@ -253,9 +254,8 @@ def approve_rollback(
         reasons.append(f"{why}; rollbacks need a signed commit as applies do")
     reasons += lint_applied_down(record, pg_version, str(source.migrations_dir))
     if reasons:
-        return Refused(version, (*reasons, _how_to_roll_back(record)), removed_by)
-    assert how is not None
-    return RollbackApproved(version, removed_by, how)
+        return Refuse(version, record.name, (*reasons, _how_to_roll_back(record)), removed_by)
+    return Rollback(version, record.name, removed_by)
 
 
 def _last_added(history: BranchHistory, version: str) -> str | None:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import psycopg
 from psycopg import errors, sql
@@ -39,15 +39,13 @@ from lockgate.controller.ledger import (
     wait_for_dead_runs,
 )
 from lockgate.controller.lifecycle import Move, State
+from lockgate.controller.outcome import GateResult, Outcome
 from lockgate.controller.snapshot import Baseline
 from lockgate.controller.steps import Step, is_atomic, split
-from lockgate.controller.validation import GateResult
 from lockgate.hooks.directives import Timeout
 from lockgate.hooks.errors import InputError, Problem, UsageError
 from lockgate.hooks.migrationset import KINDS, Migration, MigrationSet
 from lockgate.hooks.sqlmodel import SqlFile, Statement, parse_sql
-
-OutcomeStatus = Literal["applied", "failed", "rolled_back", "dirty", "interrupted"]
 
 # What re-running a statement that already took effect says: it exists already (relation,
 # object, column), or what it drops is gone (object, relation, column).
@@ -70,12 +68,12 @@ def effective_timeouts(settings: Settings, directive: Timeout | None) -> Timeout
     return Timeouts(lock, statement)
 
 
-class Outcome(BaseModel):
+class RunResult(BaseModel):
     """What happened to one migration in one run."""
 
     version: str
     name: str
-    status: OutcomeStatus  # "interrupted": stopped or paused; the next run resumes it
+    status: Outcome  # applied, failed, rolled_back, dirty, or interrupted (the next run resumes it)
     reason: str = ""
     started_at: datetime
     finished_at: datetime
@@ -132,7 +130,7 @@ class _StatementError(Exception):
 
 
 class _Undone(NamedTuple):
-    status: Literal["rolled_back", "dirty"]
+    status: Outcome  # rolled_back or dirty
     restored: bool | None
     detail: str
     where: str | None = None
@@ -251,7 +249,7 @@ class Engine:
 
     def _refuse_if_dirty(self, entries: dict[str, LedgerEntry] | None = None) -> None:
         """Blocked while a migration is dirty; `entries`: the whole ledger when the caller has it read."""
-        known = self.ledger.entries(status="dirty") if entries is None else entries
+        known = self.ledger.entries(status=Outcome.DIRTY) if entries is None else entries
         entry = next((e for e in known.values() if lifecycle.state_of(e, None) is State.DIRTY), None)
         if entry is not None:
             raise Blocked(lifecycle.dirty_reason(entry))
@@ -278,7 +276,7 @@ class Engine:
         if problems:
             raise InputError(problems)
 
-    def apply(self, migration: Migration, *, commit: str | None = None, retry: bool = False) -> Outcome:
+    def apply(self, migration: Migration, *, commit: str | None = None, retry: bool = False) -> RunResult:
         """Apply one migration (resuming it when a previous run was interrupted).
 
         A migration that failed before is not re-run with the same files unless `retry`;
@@ -320,7 +318,7 @@ class Engine:
         assert self._lock_conn is not None
         self._lock_conn.execute("SELECT 1")
 
-    def _apply(self, migration: Migration, *, commit: str | None, retry: bool) -> Outcome:
+    def _apply(self, migration: Migration, *, commit: str | None, retry: bool) -> RunResult:
         self._hold_lock()
         self._refuse_if_dirty()
         started = _now()
@@ -336,11 +334,11 @@ class Engine:
             self.ledger.event(migration.version, Event.RETRY, {"after": entry.status}, commit)
         move = lifecycle.next_move(state, retry=retry, atomic=is_atomic(up_steps))
         if move is Move.SKIP:
-            return self._outcome(migration, "applied", started, reason="already applied")
+            return self._outcome(migration, Outcome.APPLIED, started, reason="already applied")
         if move is Move.WAIT:
             assert entry is not None
             return self._outcome(
-                migration, "failed", started,
+                migration, Outcome.FAILED, started,
                 reason=f"failed earlier ({entry.error}); fix it in a new commit or run "
                 f"`lockgate retry {migration.version}`",
             )
@@ -382,7 +380,7 @@ class Engine:
     def _run_up(
         self, migration: Migration, up_steps: list[Step], baseline: Baseline, done: int,
         started: datetime, commit: str | None,
-    ) -> Outcome:
+    ) -> RunResult:
         version = migration.version
         atomic = is_atomic(up_steps)
         gates: list[GateResult] = []
@@ -392,7 +390,7 @@ class Engine:
             gates = validation.run(self.conn, migration.validate.sql, baseline)
             if validation.failures(gates):
                 raise _GatesFailed(gates)
-            self.ledger.finish(version, "applied", validation=self._dump(gates), commit=commit)
+            self.ledger.finish(version, Outcome.APPLIED, validation=gates, commit=commit)
 
         try:
             for step in up_steps[done:]:
@@ -419,7 +417,7 @@ class Engine:
                 self._drop_own_invalid_index(version, exc.stmt, baseline)
             return self._failed(migration, baseline, started, exc, committed, commit)
         return self._outcome(
-            migration, "applied", started, baseline=baseline, gates=gates,
+            migration, Outcome.APPLIED, started, baseline=baseline, gates=gates,
             rows_after=snapshot.row_counts(self.conn, self._tables(baseline)),
         )
 
@@ -434,10 +432,6 @@ class Engine:
     @staticmethod
     def _step_of(stmt: Statement | None, steps: list[Step]) -> str:
         return next((step.mode for step in steps if any(s is stmt for s in step.statements)), "transaction")
-
-    @staticmethod
-    def _dump(gates: list[GateResult]) -> list[dict[str, object]]:
-        return [g.model_dump() for g in gates]
 
     # -- running steps ----------------------------------------------------------------------
 
@@ -610,7 +604,7 @@ class Engine:
     def _failed(
         self, migration: Migration, baseline: Baseline, started: datetime, exc: StepFailed | _GatesFailed,
         committed: bool, commit: str | None,
-    ) -> Outcome:
+    ) -> RunResult:
         version = migration.version
         if isinstance(exc, StepFailed):
             gates, where = [], exc.where
@@ -619,21 +613,21 @@ class Engine:
             where = f"{migration.validate.path}:{validation.failures(gates)[0].line}:1"
         reason = str(exc)
         if not committed:
-            self.ledger.finish(version, "failed", validation=self._dump(gates), error=reason, commit=commit)
+            self.ledger.finish(version, Outcome.FAILED, validation=gates, error=reason, commit=commit)
             return self._outcome(
-                migration, "failed", started, reason=f"{reason}; rolled back, nothing was committed",
+                migration, Outcome.FAILED, started, reason=f"{reason}; rolled back, nothing was committed",
                 baseline=baseline, gates=gates, where=where,
                 rows_after=snapshot.row_counts(self.conn, self._tables(baseline)),
             )
-        self.ledger.undo_started(version, error=reason, validation=self._dump(gates), commit=commit)
+        self.ledger.undo_started(version, error=reason, validation=gates, commit=commit)
         return self._roll_back(migration, migration.down.sql, baseline, started, reason, gates, where, commit)
 
     def _resume_rollback(self, migration: Migration, entry: LedgerRecord, started: datetime,
-                         commit: str | None) -> Outcome:
+                         commit: str | None) -> RunResult:
         """Go on with the rollback a crashed run began, from the first down step it did not commit."""
         assert entry.baseline is not None and entry.undo_steps_done is not None
         self.ledger.event(migration.version, Event.ROLLBACK_RESUMED, {"undo_steps_done": entry.undo_steps_done}, commit)
-        gates = [GateResult.model_validate(g) for g in entry.validation or []]
+        gates = entry.validation or []
         failed = validation.failures(gates)
         where = f"{migration.validate.path}:{failed[0].line}:1" if failed else None
         return self._roll_back(
@@ -644,15 +638,15 @@ class Engine:
     def _roll_back(
         self, migration: Migration, down: SqlFile, baseline: Baseline, started: datetime, failure: str | None,
         gates: list[GateResult], where: str | None, commit: str | None, *, done: int = 0,
-    ) -> Outcome:
+    ) -> RunResult:
         """Run the down (after its first `done` steps) and end the rollback; `failure` is what made a
         run roll back (None for a revert's rollback, which ends without an error when it is clean)."""
         version = migration.version
         undone = self._undo(version, down, baseline, done=done)
         detail = f"{failure}; {undone.detail}" if failure else undone.detail
         self.ledger.finish(
-            version, undone.status, validation=self._dump(gates) or None, schema_restored=undone.restored,
-            error=None if failure is None and undone.status == "rolled_back" else detail, commit=commit,
+            version, undone.status, validation=gates or None, schema_restored=undone.restored,
+            error=None if failure is None and undone.status is Outcome.ROLLED_BACK else detail, commit=commit,
         )
         return self._outcome(
             migration, undone.status, started, reason=detail, baseline=baseline,
@@ -668,21 +662,21 @@ class Engine:
                 negative = dataclasses.replace(step, number=-step.number)
                 mark = self._mark_undone(version, step.number)
                 if not self._run_step(version, negative, down.path, on_commit=mark):
-                    return _Undone("dirty", None, "the rollback was stopped before it finished")
+                    return _Undone(Outcome.DIRTY, None, "the rollback was stopped before it finished")
         except StepFailed as exc:
-            return _Undone("dirty", None, f"the down file failed: {exc}", exc.where)
+            return _Undone(Outcome.DIRTY, None, f"the down file failed: {exc}", exc.where)
         differences = snapshot.diff(
             baseline.catalog, snapshot.catalog(self.conn, ledger_schema=self.settings.ledger_schema)
         )
         if differences:
-            return _Undone("dirty", False, "the down file ran but the schema differs from before: "
+            return _Undone(Outcome.DIRTY, False, "the down file ran but the schema differs from before: "
                            + "; ".join(differences), f"{down.path}:1:1")
-        return _Undone("rolled_back", True, "the down file ran and the schema is back exactly as before")
+        return _Undone(Outcome.ROLLED_BACK, True, "the down file ran and the schema is back exactly as before")
 
     def _mark_undone(self, version: str, number: int) -> Callable[[], None]:
         return lambda: self.ledger.undo_step_done(version, number)
 
-    def rollback(self, version: str, *, commit: str | None = None) -> Outcome:
+    def rollback(self, version: str, *, commit: str | None = None) -> RunResult:
         """Undo an applied migration with the down text stored in the ledger when it was applied.
 
         A rollback a crashed run began goes on from the first down step it did not commit.
@@ -697,7 +691,7 @@ class Engine:
         finally:
             self._end_migration()
 
-    def _rollback(self, version: str, *, commit: str | None) -> Outcome:
+    def _rollback(self, version: str, *, commit: str | None) -> RunResult:
         self._hold_lock()
         self._refuse_if_dirty()
         started = _now()
@@ -724,7 +718,7 @@ class Engine:
                                   done=entry.undo_steps_done or 0)
         return outcome.model_copy(update={"rows_before": rows_before})
 
-    def resolve(self, version: str, status: Literal["applied", "rolled_back"], *, note: str = "") -> None:
+    def resolve(self, version: str, status: Outcome, *, note: str = "") -> None:
         """Clear a dirty migration after a human looked at the database."""
         entry = self.ledger.get(version)
         if entry is None or lifecycle.state_of(entry, None) is not State.DIRTY:
@@ -737,20 +731,20 @@ class Engine:
     def _tables(self, baseline: Baseline) -> dict[str, tuple[str, str]]:
         return snapshot.existing_tables(self.conn, list(baseline.row_counts))
 
-    def _interrupted(self, migration: Migration, baseline: Baseline, started: datetime, step: Step) -> Outcome:
+    def _interrupted(self, migration: Migration, baseline: Baseline, started: datetime, step: Step) -> RunResult:
         self.ledger.event(migration.version, Event.INTERRUPTED, {"step": step.number})
         return self._outcome(
-            migration, "interrupted", started, baseline=baseline,
+            migration, Outcome.INTERRUPTED, started, baseline=baseline,
             reason=f"stopped at step {step.number}; the next run resumes it",
         )
 
     def _outcome(
-        self, migration: Migration, status: OutcomeStatus, started: datetime, *, reason: str = "",
+        self, migration: Migration, status: Outcome, started: datetime, *, reason: str = "",
         baseline: Baseline | None = None, gates: list[GateResult] | None = None, where: str | None = None,
         schema_restored: bool | None = None, rows_after: dict[str, int] | None = None,
-    ) -> Outcome:
+    ) -> RunResult:
         finished = _now()
-        return Outcome(
+        return RunResult(
             version=migration.version, name=migration.name, status=status, reason=reason,
             started_at=started, finished_at=finished, duration_s=(finished - started).total_seconds(),
             rows_before=baseline.row_counts if baseline else {}, rows_after=rows_after or {},

@@ -15,8 +15,9 @@ from importlib.metadata import version as package_version
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import quote, urlsplit
 
+from lockgate.controller.outcome import Outcome
 from lockgate.controller.redact import Redactor
-from lockgate.controller.status import SUMMARY_PREFIX, MigrationRecord, Outcome, summary_line
+from lockgate.controller.status import SUMMARY_PREFIX, MigrationRecord, summary_line
 
 if TYPE_CHECKING:
     from lockgate.controller.config import Settings
@@ -30,11 +31,16 @@ CONTEXT = "lockgate"
 State = Literal["pending", "running", "success", "failure", "error", "canceled"]
 
 STATE_OF_OUTCOME: dict[Outcome, State] = {
-    "applied": "success",
-    "rolled_back": "success",
-    "failed": "failure",
-    "refused": "failure",
-    "dirty": "error",
+    Outcome.APPLIED: "success",
+    Outcome.ROLLED_BACK: "success",
+    Outcome.FAILED: "failure",
+    Outcome.REFUSED: "failure",
+    Outcome.DIRTY: "error",
+    # Not ended yet (a fleet target not reached or interrupted): the status waits for the next pass.
+    Outcome.APPLYING: "pending",
+    Outcome.UNDOING: "pending",
+    Outcome.INTERRUPTED: "pending",
+    Outcome.NOT_STARTED: "pending",
 }
 _GITHUB_STATE: dict[State, str] = {
     "pending": "pending", "running": "pending", "success": "success",

@@ -19,6 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from lockgate.controller.outcome import Outcome
 from lockgate.controller.redact import Redactor
 
 if TYPE_CHECKING:
@@ -52,6 +53,19 @@ class Reason(StrEnum):
     FAILED = "MigrationFailed"
     ROLLED_BACK = "MigrationRolledBack"
     REFUSED = "MigrationRefused"
+
+    @classmethod
+    def of(cls, outcome: Outcome) -> Reason:
+        """The reason an outcome on a commit is reported with: anything that did not end as meant
+        (dirty, interrupted, not reached) is a failure to look at."""
+        return _REASON_OF.get(outcome, cls.FAILED)
+
+
+_REASON_OF = {
+    Outcome.APPLIED: Reason.APPLIED,
+    Outcome.ROLLED_BACK: Reason.ROLLED_BACK,
+    Outcome.REFUSED: Reason.REFUSED,
+}
 
 
 class EventRecorder(Protocol):

@@ -11,7 +11,7 @@ import hashlib
 import threading
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -21,8 +21,7 @@ from pydantic import BaseModel
 
 from lockgate.controller import backfill
 from lockgate.controller.checkpoints import CHECKPOINTS
-
-Status = Literal["applying", "undoing", "applied", "failed", "rolled_back", "dirty"]
+from lockgate.controller.outcome import GateResult, Outcome
 
 
 class Event(StrEnum):
@@ -51,11 +50,11 @@ class Event(StrEnum):
     RESOLVED_AS_ROLLED_BACK = "resolved as rolled_back"
 
     @classmethod
-    def finished_as(cls, status: Status) -> Event:
-        return cls(status)
+    def finished_as(cls, status: Outcome) -> Event:
+        return cls(str(status))
 
     @classmethod
-    def resolved_as(cls, status: Status) -> Event:
+    def resolved_as(cls, status: Outcome) -> Event:
         return cls(f"resolved as {status}")
 
     @property
@@ -123,7 +122,7 @@ class LedgerEntry(BaseModel):
 
     version: str
     name: str
-    status: Status
+    status: Outcome  # applying, undoing, applied, failed, rolled_back or dirty
     up_checksum: str
     down_checksum: str
     validate_checksum: str
@@ -143,7 +142,7 @@ class LedgerRecord(LedgerEntry):
     down_sql: str
     validate_sql: str
     baseline: dict[str, Any] | None
-    validation: list[dict[str, Any]] | None
+    validation: list[GateResult] | None
 
 
 class ApplierBusy(Exception):
@@ -292,7 +291,7 @@ class Ledger:
                 )
             backfill.ensure_tables(self.conn, self.schema)
 
-    def entries(self, *, status: Status | None = None) -> dict[str, LedgerEntry]:
+    def entries(self, *, status: Outcome | None = None) -> dict[str, LedgerEntry]:
         """Every row (or those with `status`) by version, without the heavy columns."""
         if not self.exists():
             return {}
@@ -348,7 +347,7 @@ class Ledger:
         )
 
     def undo_started(
-        self, version: str, *, error: str | None, validation: list[dict[str, Any]] | None, commit: str | None
+        self, version: str, *, error: str | None, validation: list[GateResult] | None, commit: str | None
     ) -> None:
         """A rollback begins: the row is `undoing` until it ends, so a rerun (or a re-land of the
         migration meanwhile) finishes it instead of taking the schema for applied.
@@ -360,7 +359,7 @@ class Ledger:
                 "UPDATE {} SET status = 'undoing', undo_steps_done = 0, error = %s, finished_at = NULL, "
                 "schema_restored = NULL, validation = coalesce(%s, validation) WHERE version = %s"
             ).format(self._table),
-            (error, Jsonb(validation) if validation is not None else None, version),
+            (error, _gates(validation), version),
         )
         self.event(version, Event.ROLLBACK_STARTED, {}, commit)
 
@@ -373,9 +372,9 @@ class Ledger:
     def finish(
         self,
         version: str,
-        status: Status,
+        status: Outcome,
         *,
-        validation: list[dict[str, Any]] | None = None,
+        validation: list[GateResult] | None = None,
         schema_restored: bool | None = None,
         error: str | None = None,
         commit: str | None = None,
@@ -388,11 +387,11 @@ class Ledger:
                 "validation = coalesce(%s, validation), schema_restored = %s, error = %s, undo_steps_done = NULL "
                 "WHERE version = %s"
             ).format(self._table),
-            (status, Jsonb(validation) if validation is not None else None, schema_restored, error, version),
+            (status, _gates(validation), schema_restored, error, version),
         )
         self.event(version, Event.finished_as(status), {"error": error} if error else {}, commit)
 
-    def set_status(self, version: str, status: Status, *, note: str, commit: str | None = None) -> None:
+    def set_status(self, version: str, status: Outcome, *, note: str, commit: str | None = None) -> None:
         """A status change made by a human (`lockgate resolve`), kept in the history.
 
         It ends whatever run or rollback was under way: a later rollback starts from the first
@@ -421,3 +420,8 @@ class Ledger:
             (version,),
         ).fetchall()
         return [(Event(event), detail) for event, detail in rows]
+
+
+def _gates(results: list[GateResult] | None) -> Jsonb | None:
+    """Gate results as the ledger stores them (None: keep what the row holds)."""
+    return None if results is None else Jsonb([g.model_dump() for g in results])

@@ -24,6 +24,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from lockgate.controller.ledger import LedgerEntry
+from lockgate.controller.outcome import Outcome
 from lockgate.hooks.migrationset import KINDS, Migration
 
 
@@ -64,15 +65,15 @@ def state_of(entry: LedgerEntry | None, migration: Migration | None) -> State:
     """The state of a migration from its ledger row and its files at the head (None when gone)."""
     if entry is None:
         return State.PENDING
-    if entry.status == "dirty":
+    if entry.status is Outcome.DIRTY:
         return State.DIRTY
-    if entry.status == "undoing":
+    if entry.status is Outcome.UNDOING:
         return State.UNDOING
-    if entry.status == "applying":
+    if entry.status is Outcome.APPLYING:
         return State.RESUMABLE
-    if entry.status == "applied":
+    if entry.status is Outcome.APPLIED:
         return State.EDITED if migration is not None and not same_files(entry, migration) else State.APPLIED
-    if entry.status == "failed" or entry.error is not None:
+    if entry.status is Outcome.FAILED or entry.error is not None:
         # A failure is sticky for the files that failed; changed files are a fix to try.
         return State.FAILED if migration is None or same_files(entry, migration) else State.PENDING
     return State.ROLLED_BACK
@@ -107,10 +108,15 @@ def rolls_back(entry: LedgerEntry) -> bool:
     return rollback_move(state_of(entry, None)) is not Move.SKIP
 
 
+def unfinished(entry: LedgerEntry) -> bool:
+    """A run or a rollback began on the row and has not ended (a crash, a stop, a lost session)."""
+    return state_of(entry, None) in (State.RESUMABLE, State.UNDOING)
+
+
 def undone(entry: LedgerEntry, migration: Migration | None) -> State:
     """The state an `undoing` row reaches once its rollback ends cleanly: rolled back when a revert
     began it (it runs again if it is back at the head), failed when a failed run did."""
-    return state_of(entry.model_copy(update={"status": "rolled_back", "undo_steps_done": None}), migration)
+    return state_of(entry.model_copy(update={"status": Outcome.ROLLED_BACK, "undo_steps_done": None}), migration)
 
 
 def describe(state: State, version: str, *, then: State | None = None) -> str:

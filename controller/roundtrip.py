@@ -12,7 +12,7 @@ from pathlib import Path
 
 from lockgate.controller import snapshot
 from lockgate.controller.config import Settings
-from lockgate.controller.engine import Engine, Outcome
+from lockgate.controller.engine import Engine, RunResult
 from lockgate.controller.scratch import scratch_database
 from lockgate.hooks.codes import (
     DOWN_FAILED,
@@ -35,7 +35,7 @@ def _at(where: str | None, fallback: Path) -> tuple[Path, int, int]:
     return (fallback if Path(path).name == fallback.name else Path(path)), int(line), int(column)
 
 
-def _finding(code: str, outcome: Outcome, fallback: Path, message: str) -> Problem:
+def _finding(code: str, outcome: RunResult, fallback: Path, message: str) -> Problem:
     path, line, column = _at(outcome.where, fallback)
     return Problem(path, line, column, f"{code} {message}: {outcome.reason}")
 

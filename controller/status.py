@@ -24,6 +24,7 @@ from typing import Literal
 import git
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lockgate.controller.outcome import GateResult, Outcome
 from lockgate.controller.source import REMOTE, Source, SourceError, ref_exists
 
 log = logging.getLogger(__name__)
@@ -39,22 +40,8 @@ _NOTES_IDENTITY = {
     "GIT_COMMITTER_EMAIL": "lockgate@localhost",
 }
 
-Outcome = Literal["applied", "failed", "rolled_back", "refused", "dirty"]
-
-
 def controller_version() -> str:
     return package_version("lockgate")
-
-
-class GateResult(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    gate: str
-    passed: bool
-    detail: str = ""
-
-
-TargetOutcome = Literal["applied", "failed", "rolled_back", "refused", "dirty", "interrupted", "not_started"]
 
 
 class TargetRecord(BaseModel):
@@ -63,7 +50,7 @@ class TargetRecord(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     name: str
-    outcome: TargetOutcome
+    outcome: Outcome
     reason: str = ""
     duration_s: float | None = None
 
@@ -118,13 +105,13 @@ def _finished(record: MigrationRecord) -> float:
 
 def summary_line(record: MigrationRecord) -> str:
     """`lockgate: 20240115093000_add_customer_tier applied in 12.3s (validation 3/3 passed)`."""
-    text = f"{SUMMARY_PREFIX}{record.id} {record.outcome.replace('_', ' ')}"
+    text = f"{SUMMARY_PREFIX}{record.id} {record.outcome.words}"
     if record.targets:
         return f"{SUMMARY_PREFIX}{record.id} {fleet_summary(record)}"
     if record.duration_s is not None:
         text += f" in {record.duration_s:.1f}s" if record.outcome != "failed" else f" after {record.duration_s:.1f}s"
     if record.validation:
-        passed = sum(g.passed for g in record.validation)
+        passed = sum(g.passed is True for g in record.validation)
         text += f" (validation {passed}/{len(record.validation)} passed)"
     if record.reason:
         text += ": " + " ".join(record.reason.split())
@@ -133,13 +120,13 @@ def summary_line(record: MigrationRecord) -> str:
 
 def fleet_summary(record: MigrationRecord) -> str:
     """`applied on 3/4 targets: failed: tenant-002 (...); not started: tenant-003`."""
-    goal = "rolled_back" if record.outcome == "rolled_back" or any(
-        t.outcome == "rolled_back" for t in record.targets) else "applied"
-    if record.outcome == "refused":
+    goal = Outcome.ROLLED_BACK if record.outcome == Outcome.ROLLED_BACK or any(
+        t.outcome == Outcome.ROLLED_BACK for t in record.targets) else Outcome.APPLIED
+    if record.outcome == Outcome.REFUSED:
         text = "refused"
     else:
         done = sum(t.outcome == goal for t in record.targets)
-        text = f"{goal.replace('_', ' ')} on {done}/{len(record.targets)} targets"
+        text = f"{goal.words} on {done}/{len(record.targets)} targets"
     return text + (": " + " ".join(record.reason.split()) if record.reason else "")
 
 

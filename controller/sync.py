@@ -33,19 +33,22 @@ pass bad input (exit 2) with nothing applied, as the set cannot be read reliably
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from lockgate.controller import approval, db, fastpath, forges, kube, lifecycle, redact
+from lockgate.controller.approval import Apply, Refuse, Rollback
 from lockgate.controller.config import Settings
-from lockgate.controller.engine import Engine, Outcome
+from lockgate.controller.engine import Engine, RunResult
 from lockgate.controller.ledger import Event, Ledger, LedgerEntry, LedgerRecord
 from lockgate.controller.lifecycle import Move, State
+from lockgate.controller.outcome import GateResult, Outcome
 from lockgate.controller.source import (
     REMOTE,
     BranchHistory,
@@ -55,7 +58,7 @@ from lockgate.controller.source import (
     held_cache,
     ref_exists,
 )
-from lockgate.controller.status import GateResult, MigrationRecord, Notes, StatusNote, summary_line
+from lockgate.controller.status import MigrationRecord, Notes, StatusNote, summary_line
 from lockgate.hooks.errors import InputError
 from lockgate.hooks.immutability import first_difference
 from lockgate.hooks.migrationset import KINDS, Migration, MigrationSet
@@ -65,32 +68,10 @@ Say = Callable[[str], None]
 # Notes are pushed as outcomes come, but at most this often: adopting lockgate on a repository
 # with hundreds of migrations must not cost a push each. The end of the pass pushes the rest.
 PUSH_EVERY_S = 5.0
-NoteOutcome = Literal["applied", "failed", "rolled_back", "refused", "dirty"]
-
-# What an engine outcome (or a ledger row's status) means on the commit: an apply that did not
-# stick is a failure, whatever it took to undo it (the reason says how it was rolled back).
-_APPLY_NOTE: dict[str, NoteOutcome] = {
-    "applied": "applied", "failed": "failed", "rolled_back": "failed", "dirty": "dirty",
-}
-_ROLLBACK_NOTE: dict[str, NoteOutcome] = {"rolled_back": "rolled_back", "dirty": "dirty"}
 _NEVER = datetime.min.replace(tzinfo=UTC)  # when a record without a finish time finished, for ordering
-EVENT_REASON: dict[NoteOutcome, kube.Reason] = {
-    "applied": kube.Reason.APPLIED,
-    "failed": kube.Reason.FAILED,
-    "dirty": kube.Reason.FAILED,
-    "rolled_back": kube.Reason.ROLLED_BACK,
-    "refused": kube.Reason.REFUSED,
-}
 
 
 # -- the plan (pure) ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Rollback:
-    version: str
-    name: str
-    commit: CommitRef  # the commit that removed the migration's files
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,14 +81,6 @@ class Held:
     version: str
     name: str
     reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Refuse:
-    version: str
-    name: str
-    reasons: tuple[str, ...]
-    commit: CommitRef | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,12 +133,12 @@ def plan_rollbacks(
     accident than an intent.
     """
     candidates, held = rollback_candidates(entries, present, history)
-    refused = [Refuse(e.version, e.name, v.reasons, commit) for e, commit in candidates
-               if isinstance(v := verdicts[e.version], approval.Refused)]
+    refused = [v for e, _ in candidates if isinstance(v := verdicts[e.version], Refuse)]
     spoiled = {r.commit.sha for r in refused if r.commit is not None}
     todo: list[Rollback] = []
     for entry, commit in candidates:
-        if isinstance(verdicts[entry.version], approval.Refused):
+        verdict = verdicts[entry.version]
+        if isinstance(verdict, Refuse):
             continue
         if commit.sha in spoiled:
             refused.append(Refuse(entry.version, entry.name, (
@@ -173,7 +146,7 @@ def plan_rollbacks(
                 "migrations is rolled back",
             ), commit))
         else:
-            todo.append(Rollback(entry.version, entry.name, commit))
+            todo.append(verdict)
     # Rollbacks run newest first: an older one under a newer migration that stays applied (its
     # removal refused or held) could drop what that one still uses, as a DROP TABLE takes the
     # newer migration's columns, indexes and data with it. The older ones wait for it.
@@ -194,12 +167,6 @@ def plan_rollbacks(
         todo = []
     refused.sort(key=lambda r: int(r.version), reverse=True)
     return Rollbacks(todo, held, refused)
-
-
-@dataclass(frozen=True, slots=True)
-class Apply:
-    migration: Migration
-    commit: CommitRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,10 +224,9 @@ def plan_applies(
         # merge that brought the migration, or a later commit that fixed (or broke) it.
         shaped_by = history.commits_for(migration.version)
         last = shaped_by[-1] if shaped_by else None
-        if isinstance(verdict, approval.Refused):
-            actions.append(Refuse(migration.version, migration.name, verdict.reasons, last or verdict.commit))
+        actions.append(dataclasses.replace(verdict, commit=last) if last else verdict)
+        if isinstance(verdict, Refuse):
             return actions
-        actions.append(Apply(verdict.migration, last or verdict.commit))
     return actions
 
 
@@ -298,14 +264,14 @@ class Behind:
     retry`, `lockgate resolve`): the note on `commit` should now say `outcome`."""
 
     entry: LedgerEntry
-    outcome: NoteOutcome
+    outcome: Outcome
     commit: CommitRef
 
 
-def ledger_outcome(entry: LedgerEntry, at_head: bool) -> NoteOutcome | None:
+def ledger_outcome(entry: LedgerEntry, at_head: bool) -> Outcome | None:
     """What a note says of the row: an apply's outcome while the migration is at the head, a
     rollback's once a commit removed it; None while the row is not final."""
-    return (_APPLY_NOTE if at_head else _ROLLBACK_NOTE).get(entry.status)
+    return entry.status.on_commit(applying=at_head)
 
 
 def outcome_commits(version: str, at_head: bool, history: BranchHistory) -> list[CommitRef]:
@@ -348,16 +314,16 @@ def notes_behind(
 
 
 def from_ledger(
-    row: LedgerRecord, outcome: NoteOutcome, events: Sequence[tuple[Event, dict[str, Any]]]
+    row: LedgerRecord, outcome: Outcome, events: Sequence[tuple[Event, dict[str, Any]]]
 ) -> MigrationRecord:
     """The note record of a row that changed outside a pass; the reason says who changed it, from the row's events."""
     assert row.finished_at is not None, "only final rows are noted"
     at = f"{row.finished_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
     how = changed_by(events)
     if how is None:
-        reason = f"{row.status.replace('_', ' ')} outside `lockgate sync` at {at}"
+        reason = f"{row.status.words} outside `lockgate sync` at {at}"
     elif how[0] == "retry":
-        reason = f"{row.status.replace('_', ' ')} by `lockgate retry` at {at}"
+        reason = f"{row.status.words} by `lockgate retry` at {at}"
     else:
         note = str(how[1].get("note", ""))
         reason = f"{how[0].replace('_', ' ')} by `lockgate resolve` at {at}" + (f": {note}" if note else "")
@@ -370,8 +336,7 @@ def from_ledger(
         started_at=row.started_at, finished_at=row.finished_at,
         duration_s=(row.finished_at - row.started_at).total_seconds() if ran else None,
         rows_before=(row.baseline or {}).get("row_counts", {}),
-        validation=[GateResult(gate=g["gate"], passed=g["passed"], detail=g.get("detail", ""))
-                    for g in row.validation or [] if g.get("passed") is not None],
+        validation=judged(row.validation or []),
     )
 
 
@@ -396,22 +361,28 @@ def catch_up_record(ledger: Ledger, behind: Behind) -> MigrationRecord:
 # -- records -----------------------------------------------------------------------------------
 
 
-def record_of(outcome: Outcome, note: NoteOutcome, where: str | None = None) -> MigrationRecord:
-    reason = outcome.reason if outcome.status != "applied" else ""
-    if where and note != "applied":
+def judged(results: Sequence[GateResult]) -> list[GateResult]:
+    """The gates of a validation (a note leaves out the results recorded only for the report)."""
+    return [g for g in results if g.passed is not None]
+
+
+def record_of(result: RunResult, *, applying: bool, where: str | None = None) -> MigrationRecord:
+    """The note record of a run that ended (not interrupted): an apply's, or a rollback's."""
+    outcome = result.status.on_commit(applying=applying)
+    assert outcome is not None, f"a run that ended as {result.status} is noted"
+    reason = result.reason if result.status is not Outcome.APPLIED else ""
+    if where and outcome is not Outcome.APPLIED:
         reason = f"{reason} [{where}]"
     return MigrationRecord(
-        version=outcome.version, name=outcome.name, outcome=note, reason=reason,
-        started_at=outcome.started_at, finished_at=outcome.finished_at, duration_s=outcome.duration_s,
-        rows_before=outcome.rows_before, rows_after=outcome.rows_after,
-        validation=[GateResult(gate=g.gate, passed=g.passed, detail=g.detail)
-                    for g in outcome.validation if g.passed is not None],
+        version=result.version, name=result.name, outcome=outcome, reason=reason,
+        started_at=result.started_at, finished_at=result.finished_at, duration_s=result.duration_s,
+        rows_before=result.rows_before, rows_after=result.rows_after, validation=judged(result.validation),
     )
 
 
 def refusal(version: str, name: str, reasons: Sequence[str]) -> MigrationRecord:
     return MigrationRecord(
-        version=version, name=name, outcome="refused", reason="; ".join(reasons), finished_at=datetime.now(UTC),
+        version=version, name=name, outcome=Outcome.REFUSED, reason="; ".join(reasons), finished_at=datetime.now(UTC),
     )
 
 
@@ -482,7 +453,7 @@ class Reporter:
 
     def outcome(self, commit: CommitRef, record: MigrationRecord) -> None:
         self.note(commit, record)
-        reason = EVENT_REASON[record.outcome]
+        reason = kube.Reason.of(record.outcome)
         # Anything but an apply deserves an operator's look, an intended rollback included.
         message = self.redact(summary_line(record))
         self.events.emit(reason=reason, message=message, warning=reason != kube.Reason.APPLIED)
@@ -716,12 +687,12 @@ class _Pass:
         self.reporter.say(f"rolling back {rollback.version}_{rollback.name}: removed by {rollback.commit.short} "
                           f"({rollback.commit.summary})")
         outcome = self.engine.rollback(rollback.version, commit=rollback.commit.sha)
-        if outcome.status == "interrupted":
+        if outcome.status is Outcome.INTERRUPTED:
             self.result.interrupted = True
             return False
-        record = record_of(outcome, _ROLLBACK_NOTE[outcome.status], outcome.where)
+        record = record_of(outcome, applying=False, where=outcome.where)
         self._record(rollback.commit, record)
-        return record.outcome == "rolled_back"
+        return record.outcome is Outcome.ROLLED_BACK
 
     def _apply_all(self, entries: dict[str, LedgerEntry]) -> None:
         migrations = self.tree.migrations
@@ -756,18 +727,18 @@ class _Pass:
         migration, commit = action.migration, action.commit
         self.reporter.say(f"applying {migration.id} from {commit.short} ({commit.summary})")
         outcome = self.engine.apply(migration, commit=commit.sha)
-        if outcome.status == "interrupted":
+        if outcome.status is Outcome.INTERRUPTED:
             self.result.interrupted = True
             self.reporter.say(f"{migration.id}: {outcome.reason}")
             return False
         where = self.tree.relative(outcome.where) if outcome.where else None
-        record = record_of(outcome, _APPLY_NOTE[outcome.status], where)
+        record = record_of(outcome, applying=True, where=where)
         self._record(commit, record)
-        return record.outcome == "applied"
+        return record.outcome is Outcome.APPLIED
 
     def _record(self, commit: CommitRef, record: MigrationRecord) -> None:
         self.result.records.append(record)
-        if record.outcome not in ("applied", "rolled_back"):
+        if not record.outcome.good:
             self.result.problems.append(f"{record.id} {record.outcome}")
         self.reporter.outcome(commit, record)
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import re
 
 import psycopg
-from pydantic import BaseModel
 
 from lockgate.controller import faultpoints
 from lockgate.controller.db import connection_lost
+from lockgate.controller.outcome import GateResult
 from lockgate.controller.snapshot import Baseline, load_temp_table
 from lockgate.hooks.directives import PREFIX
 from lockgate.hooks.sqlmodel import SqlFile, Statement
@@ -24,13 +24,6 @@ from lockgate.hooks.sqlmodel import SqlFile, Statement
 _GATE_COMMENT = re.compile(r"^--\s*(?:Gate|Check)\s*:\s*(?P<label>.+?)\.?\s*$", re.IGNORECASE)
 _BOOL_OID = 16
 _RECORDED_ROWS = 20
-
-
-class GateResult(BaseModel):
-    gate: str
-    line: int
-    passed: bool | None  # None: a result recorded for the report, not a gate
-    detail: str
 
 
 def _label(sql: SqlFile, stmt: Statement) -> str:

@@ -13,8 +13,9 @@ import pytest
 
 from lockgate.controller import config, forges
 from lockgate.controller.forges import CommitStatus, GitHub, GitLab
+from lockgate.controller.outcome import GateResult
 from lockgate.controller.redact import Redactor
-from lockgate.controller.status import GateResult, MigrationRecord
+from lockgate.controller.status import MigrationRecord
 from tests.loopbackhttp import serving_posts
 
 SHA = "0123456789abcdef0123456789abcdef01234567"

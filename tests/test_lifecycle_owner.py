@@ -15,7 +15,7 @@ CONTROLLER = Path(__file__).resolve().parent.parent / "controller"
 OWNERS = {"lifecycle.py", "ledger.py"}
 # A ledger row's status compared with a value, or its rollback progress tested: a decision.
 DECIDES = re.compile(
-    r"\b(?:entry|row|record|e)\.status\s*(?:==|!=|\bin\b|\bnot in\b)"
+    r"\b(?:entry|row|record|e)\.status\s*(?:==|!=|\bis\b|\bin\b|\bnot in\b)"
     r"|\bundo_steps_done\s+is\b"
 )
 
@@ -41,4 +41,5 @@ def test_no_module_but_the_lifecycle_decides_run_or_skip() -> None:
 def test_the_scan_finds_a_decision_made_outside_the_lifecycle() -> None:
     assert DECIDES.search('if entry is not None and entry.status == "applied":')
     assert DECIDES.search("if entry.undo_steps_done is None:")
+    assert DECIDES.search("if entry.status is Outcome.APPLIED:")
     assert not DECIDES.search('if outcome.status == "interrupted":')  # what a run did, not what to do

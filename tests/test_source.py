@@ -11,7 +11,7 @@ import pytest
 from gitrepos import Clone, Origin, ssh_key
 
 from lockgate.controller import approval
-from lockgate.controller.approval import Approved, Refused
+from lockgate.controller.approval import Apply, Refuse
 from lockgate.controller.redact import Redactor
 from lockgate.controller.source import Source, SourceError
 from tests.loopbackhttp import serving_repository
@@ -262,7 +262,7 @@ def test_merged_and_summed_migrations_are_approved(origin: Origin, dev: Clone, t
     result = verdicts(source)
 
     assert list(result) == [V1, V2]
-    assert isinstance(result[V2], Approved) and result[V2].commit.sha == merge
+    assert isinstance(result[V2], Apply) and result[V2].commit.sha == merge
     assert result[V2].migration.id == f"{V2}_add_c"
 
 
@@ -276,8 +276,8 @@ def test_a_migration_not_in_the_walked_history_is_refused(origin: Origin, dev: C
     with source.migrations_at() as tree:
         result = approval.approve(older, tree)
 
-    assert isinstance(result[V1], Approved)
-    assert result[V2] == Refused(V2, (f"{V2}_add_c did not reach {first[:12]} through first-parent history",))
+    assert isinstance(result[V1], Apply)
+    assert result[V2] == Refuse(V2, "add_c", (f"{V2}_add_c did not reach {first[:12]} through first-parent history",))
 
 
 def test_files_that_do_not_match_the_sum_are_refused(origin: Origin, dev: Clone, tmp_path: Path) -> None:
@@ -288,9 +288,9 @@ def test_files_that_do_not_match_the_sum_are_refused(origin: Origin, dev: Clone,
 
     result = verdicts(source)
 
-    assert isinstance(result[V1], Approved)
+    assert isinstance(result[V1], Apply)
     refused = result[V2]
-    assert isinstance(refused, Refused)
+    assert isinstance(refused, Refuse)
     assert refused.reasons == tuple(
         f"migrations/{V2}_add_c.{kind}.sql:1:1: {V2}_add_c.{kind}.sql was added" for kind in ("up", "down", "validate")
     )
@@ -304,7 +304,7 @@ def test_a_missing_sum_refuses_every_migration(origin: Origin, dev: Clone, tmp_p
 
     result = verdicts(source)
 
-    assert isinstance(result[V1], Refused)
+    assert isinstance(result[V1], Refuse)
     assert result[V1].reasons == ("migrations/lockgate.sum:1:1: lockgate.sum is missing: run `lockgate hash`",)
 
 
@@ -317,7 +317,7 @@ def test_unparsable_sql_is_refused_by_the_default_check(origin: Origin, dev: Clo
     result = verdicts(source, versions=[V2])
 
     assert list(result) == [V2]
-    assert isinstance(result[V2], Refused)
+    assert isinstance(result[V2], Refuse)
     assert len(result[V2].reasons) == 1
     assert result[V2].reasons[0].startswith(f"migrations/{V2}_broken.up.sql:1:")
 
@@ -331,7 +331,7 @@ def test_a_pluggable_checker_decides_too(origin: Origin, dev: Clone, tmp_path: P
 
     result = verdicts(source, checker=no_drops)
 
-    assert result[V1] == Refused(V1, (f"{V1}_create_t: DROP in down",), source.history().introduced[V1])
+    assert result[V1] == Refuse(V1, "create_t", (f"{V1}_create_t: DROP in down",), source.history().introduced[V1])
 
 
 def test_require_signed_refuses_unsigned_and_foreign_keys(origin: Origin, dev: Clone, tmp_path: Path) -> None:
@@ -353,12 +353,12 @@ def test_require_signed_refuses_unsigned_and_foreign_keys(origin: Origin, dev: C
 
     result = verdicts(source, signatures=check)
 
-    assert isinstance(result[V2], Approved) and result[V2].commit.sha == signed
+    assert isinstance(result[V2], Apply) and result[V2].commit.sha == signed
     unsigned = result[V1]
-    assert isinstance(unsigned, Refused)
+    assert isinstance(unsigned, Refuse)
     assert unsigned.reasons == (f"commit {source.history().introduced[V1].sha[:12]} is not signed",)
     foreign = result[V3]
-    assert isinstance(foreign, Refused)
+    assert isinstance(foreign, Refuse)
     assert "is not signed by an allowed key" in foreign.reasons[0]
     assert approval.signature_check(source.repo, False, None) is None
 

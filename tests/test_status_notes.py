@@ -12,9 +12,10 @@ from gitrepos import Clone, Origin
 
 from lockgate.controller import cli
 from lockgate.controller.ledger import Ledger
+from lockgate.controller.outcome import GateResult, Outcome
 from lockgate.controller.redact import Redactor
 from lockgate.controller.source import Source
-from lockgate.controller.status import GateResult, MigrationRecord, Notes, StatusNote, parse, render, summary_line
+from lockgate.controller.status import MigrationRecord, Notes, StatusNote, parse, render, summary_line
 
 V1, V2 = "20240115093000", "20240116000000"
 T0 = datetime(2024, 1, 15, 9, 30, tzinfo=UTC)
@@ -57,7 +58,7 @@ def test_note_text_is_a_summary_line_then_a_versioned_json_record() -> None:
     entry = record["migrations"][0]
     assert entry["version"] == V1 and entry["outcome"] == "applied"
     assert entry["rows_before"] == {"customers": 3}
-    assert entry["validation"][0] == {"gate": "gate 0", "passed": True, "detail": ""}
+    assert entry["validation"][0] == {"gate": "gate 0", "line": None, "passed": True, "detail": ""}
     assert entry["started_at"] == "2024-01-15T09:30:00Z" and entry["duration_s"] == 12.3
     assert entry["controller_version"]
     assert parse(text) == note
@@ -65,7 +66,7 @@ def test_note_text_is_a_summary_line_then_a_versioned_json_record() -> None:
 
 def test_summary_lines_for_each_outcome() -> None:
     failed = applied().model_copy(update={
-        "outcome": "failed", "reason": "gate 2 failed:\n row count changed",
+        "outcome": Outcome.FAILED, "reason": "gate 2 failed:\n row count changed",
         "validation": [GateResult(gate="a", passed=True), GateResult(gate="b", passed=False)],
     })
     assert summary_line(failed) == (
@@ -75,6 +76,48 @@ def test_summary_lines_for_each_outcome() -> None:
     assert summary_line(refused) == f"lockgate: {V1}_x refused: commit abc is not signed"
     rolled = MigrationRecord(version=V1, name="x", outcome="rolled_back", duration_s=1.25)
     assert summary_line(rolled) == f"lockgate: {V1}_x rolled back in 1.2s"
+
+
+# A note as lockgate wrote it before the outcome vocabulary was one (gates without their line, a
+# fleet target not reached): notes stay on commits for good, so they must read back as they were.
+WRITTEN_BEFORE = """lockgate: 20240115093000_add_customer_tier applied in 12.3s (validation 1/1 passed)
+lockgate: 20240116000000_add_index failed on 1/2 targets: not started: tenant-2
+
+{
+  "schema": 1,
+  "migrations": [
+    {
+      "version": "20240115093000", "name": "add_customer_tier", "outcome": "applied", "reason": "",
+      "started_at": "2024-01-15T09:30:00Z", "finished_at": "2024-01-15T09:30:12.300000Z", "duration_s": 12.3,
+      "rows_before": {"customers": 3}, "rows_after": {"customers": 3},
+      "validation": [{"gate": "every row has a tier", "passed": true, "detail": "true"}],
+      "controller_version": "0.1.0", "targets": []
+    },
+    {
+      "version": "20240116000000", "name": "add_index", "outcome": "failed", "reason": "not started: tenant-2",
+      "started_at": null, "finished_at": null, "duration_s": null, "rows_before": {}, "rows_after": {},
+      "validation": [], "controller_version": "0.1.0",
+      "targets": [{"name": "tenant-1", "outcome": "applied", "reason": "", "duration_s": 1.0},
+                  {"name": "tenant-2", "outcome": "not_started", "reason": "", "duration_s": null}]
+    }
+  ]
+}
+"""
+
+
+def test_a_note_written_before_reads_back_as_it_was() -> None:
+    note = parse(WRITTEN_BEFORE)
+
+    tier, index = note.migrations
+    assert (tier.outcome, index.outcome) == (Outcome.APPLIED, Outcome.FAILED)
+    assert tier.validation == [GateResult(gate="every row has a tier", passed=True, detail="true")]
+    assert [t.outcome for t in index.targets] == [Outcome.APPLIED, Outcome.NOT_STARTED]
+    assert summary_line(tier) == WRITTEN_BEFORE.splitlines()[0]
+    # Written again, every field keeps its word: the JSON says the same strings as before.
+    again = json.loads(render(note).split("\n\n", 1)[1])
+    before = json.loads(WRITTEN_BEFORE.split("\n\n", 1)[1])
+    assert [m["outcome"] for m in again["migrations"]] == [m["outcome"] for m in before["migrations"]]
+    assert [t["outcome"] for t in again["migrations"][1]["targets"]] == ["applied", "not_started"]
 
 
 def test_foreign_text_is_not_a_status_note() -> None:

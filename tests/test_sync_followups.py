@@ -17,8 +17,9 @@ from kmock import KubernetesEmulator
 
 from lockgate.controller import config, sync
 from lockgate.controller.ledger import Event, LedgerEntry
+from lockgate.controller.outcome import Outcome
 from lockgate.controller.source import BranchHistory, CommitRef, MigrationChange
-from lockgate.controller.status import MigrationRecord, Outcome, StatusNote, parse
+from lockgate.controller.status import MigrationRecord, StatusNote, parse
 from lockgate.hooks import migrationset, sumfile
 from tests.gitrepos import MIGRATIONS, Clone, Origin
 from tests.syncsetup import (

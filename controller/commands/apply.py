@@ -21,7 +21,7 @@ from lockgate.controller.commands.common import (
     engine_errors_exit,
     stop_on,
 )
-from lockgate.controller.engine import Blocked, Engine, Outcome
+from lockgate.controller.engine import Blocked, Engine, RunResult
 from lockgate.controller.ledger import ApplierBusy
 from lockgate.hooks import migrationset
 
@@ -37,9 +37,9 @@ def run(args: argparse.Namespace) -> int:
     settings = config.load(dir=args.dir, dsn=args.dsn)
     migrations = migrationset.load(settings.dir)
     migrationset.parse_all(migrations)
-    outcomes: list[Outcome] = []
+    outcomes: list[RunResult] = []
 
-    def show(outcome: Outcome) -> None:
+    def show(outcome: RunResult) -> None:
         if args.format == "text":
             print(describe(outcome), flush=True)
 

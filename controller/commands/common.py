@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # `lockgate lint` imports these options and must not pay for 
     import signal
     import threading
 
-    from lockgate.controller.engine import Outcome
+    from lockgate.controller.engine import RunResult
 
 
 def add_dir(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +54,7 @@ def add_wait(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def describe(outcome: Outcome) -> str:
+def describe(outcome: RunResult) -> str:
     """One line per migration for the terminal."""
     label = f"{outcome.status:<11} {outcome.version}_{outcome.name} ({outcome.duration_s:.2f}s)"
     if outcome.status == "applied":

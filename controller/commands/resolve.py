@@ -8,12 +8,13 @@ from lockgate.controller import config, db
 from lockgate.controller.commands.common import add_dsn, add_wait, engine_errors_exit
 from lockgate.controller.engine import Blocked, Engine
 from lockgate.controller.ledger import ApplierBusy
+from lockgate.controller.outcome import Outcome
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("migration_version", metavar="VERSION", help="the dirty migration's version")
     parser.add_argument(
-        "--as", dest="status", required=True, choices=("applied", "rolled_back"),
+        "--as", dest="status", required=True, type=Outcome, choices=(Outcome.APPLIED, Outcome.ROLLED_BACK),
         help="what the database now holds, after a human looked",
     )
     parser.add_argument("--note", default="", help="why, kept in the ledger's history")

@@ -25,7 +25,6 @@ if TYPE_CHECKING:  # a status without a database or fleet pays for neither psyco
     from lockgate.controller.fleet.config import Fleet
     from lockgate.controller.fleet.states import TargetStates
 
-GOOD_OUTCOMES = frozenset({"applied", "rolled_back"})
 LEDGER_FIELDS = ("status", "commit_sha", "finished_at", "error")
 
 
@@ -163,4 +162,4 @@ def run(args: argparse.Namespace) -> int:
             shown += "\n\n" + render_targets_text(note, targets)
     print(redactor(shown))
     unread = targets is not None and any(t.error for t in targets)
-    return 0 if not unread and (note is None or all(m.outcome in GOOD_OUTCOMES for m in note.migrations)) else 1
+    return 0 if not unread and (note is None or all(m.outcome.good for m in note.migrations)) else 1

@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from lockgate.controller import lifecycle
 from lockgate.controller.fleet.scheduler import State
 from lockgate.controller.ledger import LedgerEntry
+from lockgate.controller.outcome import Outcome
 from lockgate.controller.source import BranchHistory, CommitRef
-from lockgate.controller.status import MigrationRecord, Outcome, StatusNote, TargetOutcome, TargetRecord
+from lockgate.controller.status import MigrationRecord, StatusNote, TargetRecord
 from lockgate.controller.sync import ledger_outcome, outcome_commits
 
 
@@ -32,7 +34,7 @@ class TargetPass:
 
 def goal(at_head: bool) -> Outcome:
     """What every target should reach: an apply while the migration is at the head, else a rollback."""
-    return "applied" if at_head else "rolled_back"
+    return Outcome.APPLIED if at_head else Outcome.ROLLED_BACK
 
 
 def _part(target: TargetPass, sha: str, version: str, at_head: bool) -> TargetRecord:
@@ -40,14 +42,14 @@ def _part(target: TargetPass, sha: str, version: str, at_head: bool) -> TargetRe
     if mine is not None:
         return TargetRecord(name=target.name, outcome=mine.outcome, reason=mine.reason, duration_s=mine.duration_s)
     if target.error:
-        return TargetRecord(name=target.name, outcome="failed", reason=target.error)
+        return TargetRecord(name=target.name, outcome=Outcome.FAILED, reason=target.error)
     entry = target.entries.get(version)
     from_ledger = ledger_outcome(entry, at_head) if entry is not None else None
     if from_ledger is None and not at_head and target.state != "not_started":
-        from_ledger = "rolled_back"  # never applied there, so nothing to roll back
+        from_ledger = Outcome.ROLLED_BACK  # never applied there, so nothing to roll back
     if from_ledger is not None and target.state != "not_started":
         return TargetRecord(name=target.name, outcome=from_ledger, reason=entry.error or "" if entry else "")
-    reached: TargetOutcome = "interrupted" if target.state == "interrupted" else "not_started"
+    reached = Outcome.INTERRUPTED if target.state == "interrupted" else Outcome.NOT_STARTED
     return TargetRecord(name=target.name, outcome=reached)
 
 
@@ -55,20 +57,20 @@ def _outcome(goal: Outcome, parts: Sequence[TargetRecord]) -> Outcome:
     outcomes = {p.outcome for p in parts}
     if outcomes == {goal}:
         return goal
-    if "refused" in outcomes:
-        return "refused"
-    return "dirty" if "dirty" in outcomes else "failed"
+    if Outcome.REFUSED in outcomes:
+        return Outcome.REFUSED
+    return Outcome.DIRTY if Outcome.DIRTY in outcomes else Outcome.FAILED
 
 
 def _reason(outcome: Outcome, parts: Sequence[TargetRecord]) -> str:
-    if outcome == "refused":
-        return next(p.reason for p in parts if p.outcome == "refused")
-    lines = [f"{p.outcome.replace('_', ' ')} on {p.name} ({' '.join(p.reason.split())})"
-             for p in parts if p.outcome in ("failed", "dirty")]
-    for state in ("interrupted", "not_started"):
-        names = [p.name for p in parts if p.outcome == state]
+    if outcome is Outcome.REFUSED:
+        return next(p.reason for p in parts if p.outcome is Outcome.REFUSED)
+    lines = [f"{p.outcome.words} on {p.name} ({' '.join(p.reason.split())})"
+             for p in parts if p.outcome in (Outcome.FAILED, Outcome.DIRTY)]
+    for state in (Outcome.INTERRUPTED, Outcome.NOT_STARTED):
+        names = [p.name for p in parts if p.outcome is state]
         if names:
-            lines.append(f"{state.replace('_', ' ')}: {', '.join(names)}")
+            lines.append(f"{state.words}: {', '.join(names)}")
     return "; ".join(lines)
 
 
@@ -96,7 +98,7 @@ def aggregate(targets: Sequence[TargetPass], present: set[str]) -> list[tuple[Co
 # -- targets that ran elsewhere (the Kubernetes executor's pods) ---------------------------------
 
 
-def _noted(note: StatusNote | None, version: str, name: str, outcome: TargetOutcome) -> bool:
+def _noted(note: StatusNote | None, version: str, name: str, outcome: Outcome) -> bool:
     """The note already says `outcome` of the target, or holds the migration's record from before
     the fleet (it names no targets): that record stands."""
     record = next((m for m in note.migrations if m.version == version), None) if note else None
@@ -133,6 +135,6 @@ def ledger_noted(
 def reached(state: State, noted: Sequence[object], entries: dict[str, LedgerEntry]) -> State:
     """A target the Job did not see to its end (its pod terminated when the wave halted, or the
     coordinator stopped waiting) is interrupted when its ledger moved or holds an unfinished row."""
-    if state == "not_started" and (noted or any(e.status in ("applying", "undoing") for e in entries.values())):
+    if state == "not_started" and (noted or any(map(lifecycle.unfinished, entries.values()))):
         return "interrupted"
     return state

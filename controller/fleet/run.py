@@ -44,7 +44,7 @@ class Collector:
         self.target.noted.append((commit, record))
         line = self.reporter.redact(f"{self.target.name}: {summary_line(record)}")
         self.say(summary_line(record))
-        reason = sync.EVENT_REASON[record.outcome]
+        reason = kube.Reason.of(record.outcome)
         self.reporter.events.emit(reason=reason, message=line, warning=reason != kube.Reason.APPLIED)
 
     def refusal(self, commit: CommitRef, record: MigrationRecord) -> None:
