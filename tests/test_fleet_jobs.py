@@ -386,3 +386,36 @@ async def test_a_revert_rolls_every_target_back_last_wave_first(
             assert ledger(conn)[V2][0] == "rolled_back"
     assert notes_seen_from_a_fresh_clone(origin, tmp_path, revert).startswith(
         f"lockgate: {V2}_add_note rolled back on 4/4 targets\n")
+
+
+@pytest.mark.asyncio
+async def test_a_refusal_in_a_wave_pod_is_on_the_note_and_halts_the_fleet(
+    kmock: KubernetesEmulator, origin: Origin, dev: Clone, tenants: dict[str, str], tmp_path: Path
+) -> None:
+    path = kubernetes_fleet(tmp_path, tenants, {"parallel": 3})
+    controller = JobController(kmock, origin, tmp_path)
+    assert (await coordinate(kmock, controller, origin, tmp_path, path))[0] == 0
+    # Committed without the hooks (`git commit --no-verify`): the lint rules refuse it in the pod.
+    unsafe = dev.add_migration(V2, "index_qty", up="CREATE INDEX items_qty_idx ON items (qty);\n",
+                               down="DROP INDEX items_qty_idx;\n", validate="SELECT true AS ok;\n")
+    dev.push()
+
+    code, lines = await coordinate(kmock, controller, origin, tmp_path, path)
+
+    assert code == 1, lines
+    canary = created(kmock)[-1]
+    assert canary["spec"]["template"]["spec"]["containers"][0]["args"][3:5] == ["--wave", "canary"]
+    assert controller.pods[-1] == (canary["metadata"]["name"], 0, 1)
+    text = notes_seen_from_a_fresh_clone(origin, tmp_path, unsafe)
+    assert text.startswith(f"lockgate: {V2}_index_qty refused: migrations/{V2}_index_qty.up.sql:1:1: LG101 "), text
+    (record,) = parse(text).migrations
+    assert {t.name: t.outcome for t in record.targets} == {
+        "tenant-0": "refused", "tenant-1": "not_started", "tenant-2": "not_started", "tenant-3": "not_started",
+    }
+    for dsn in tenants.values():
+        assert V2 not in ledger_or_empty(dsn)
+
+    # The next tick reads the failed Job and writes nothing new.
+    notes_before = origin.repo.git.rev_parse("refs/notes/lockgate")
+    assert (await coordinate(kmock, controller, origin, tmp_path, path))[0] == 1
+    assert origin.repo.git.rev_parse("refs/notes/lockgate") == notes_before

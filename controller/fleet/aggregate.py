@@ -108,12 +108,15 @@ def _noted(note: StatusNote | None, version: str, name: str, outcome: Outcome) -
 
 
 def ledger_noted(
-    name: str, entries: dict[str, LedgerEntry], present: set[str], history: BranchHistory,
-    notes: dict[str, StatusNote],
+    name: str, entries: dict[str, LedgerEntry], refused: Sequence[tuple[str, MigrationRecord]],
+    present: set[str], history: BranchHistory, notes: dict[str, StatusNote],
 ) -> list[tuple[CommitRef, MigrationRecord]]:
-    """What target `name`'s ledger says that the notes on the commits (`notes`, by sha) do not say
-    of it yet, as records of the commits: the outcomes a pass run elsewhere reached there."""
-    noted = []
+    """What target `name`'s ledger and `refused` (its refusals, by commit sha) say that the notes on
+    the commits (`notes`, by sha) do not say of it yet, as records of the commits: the outcomes a
+    pass run elsewhere reached there."""
+    by_sha = {change.commit.sha: change.commit for change in history.changes} | {history.head.sha: history.head}
+    noted = [(by_sha[sha], record) for sha, record in refused
+             if sha in by_sha and not _noted(notes.get(sha), record.version, name, Outcome.REFUSED)]
     for entry in sorted(entries.values(), key=lambda e: int(e.version)):
         at_head = entry.version in present
         outcome = ledger_outcome(entry, at_head)

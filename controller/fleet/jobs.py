@@ -4,7 +4,8 @@ The coordinator (the sync pod) reads and approves the branch once, then for each
 creates the wave's Job (see jobspec.py) and waits on its status. Each index's pod reconciles its
 one target at the approved head and writes no note; when the waves are done the coordinator
 reads each target's ledger back and writes the one note per commit, as the local executor does.
-A wave starts only when every target of the previous one completed.
+A wave starts only when every target of the previous one completed. A refusal leaves no ledger
+row, so the pod records its refusals beside the ledger (refusals.py) for the coordinator.
 
 The Job's name is the same for every coordinator that would run the same wave at the same head,
 so coordination is idempotent: a coordinator killed mid-wave, or the next CronJob tick, meets
@@ -23,11 +24,12 @@ from psycopg import sql
 
 from lockgate.controller import db, kube, sync
 from lockgate.controller.config import Settings
-from lockgate.controller.fleet import jobspec
+from lockgate.controller.fleet import jobspec, refusals
 from lockgate.controller.fleet.config import Fleet
 from lockgate.controller.fleet.run import opened
 from lockgate.controller.fleet.scheduler import State, order
 from lockgate.controller.ledger import Event, Ledger
+from lockgate.controller.outcome import Outcome
 from lockgate.hooks.errors import UsageError
 
 if TYPE_CHECKING:
@@ -144,6 +146,10 @@ def run_index(
     target = wave.targets[int(index)]
     with opened(settings, fleet, say=say, events=None, at=at, notes=False) as fleet_pass:
         ended = fleet_pass.reconcile(target, wait=False, stop=stop)
+        one = fleet_pass.passes[target.name]
+        if not one.error:  # else the pass never had the target (unreachable, another applier)
+            refused = [(commit, record) for commit, record in one.noted if record.outcome is Outcome.REFUSED]
+            refusals.replace(fleet_pass.dsns[target.name], settings.ledger_schema, refused)
     say(f"[{target.name}] {ended.replace('_', ' ')} at {at[:12]}")
     return 0 if ended == "in_sync" else 1
 

@@ -19,7 +19,7 @@ from psycopg import sql
 from lockgate.controller import db, fastpath, kube, lifecycle, sync
 from lockgate.controller.config import Settings
 from lockgate.controller.engine import Blocked, Engine
-from lockgate.controller.fleet import metrics
+from lockgate.controller.fleet import metrics, refusals
 from lockgate.controller.fleet.aggregate import TargetPass, aggregate, ledger_noted, reached
 from lockgate.controller.fleet.config import Fleet, Target
 from lockgate.controller.fleet.scheduler import Ended, order, run_waves
@@ -129,7 +129,9 @@ class Pass:
             one.state = state
             if from_ledgers:
                 one.entries = ledger_entries(self.settings, self.dsns[name])
-                one.noted = ledger_noted(name, one.entries, self.present, history, notes)
+                with db.connect(self.dsns[name], application_name="lockgate fleet") as conn:
+                    refused = refusals.read(conn, self.settings.ledger_schema)
+                one.noted = ledger_noted(name, one.entries, refused, self.present, history, notes)
                 one.state = reached(state, one.noted, one.entries)
             elif state != "not_started" and not one.error:
                 one.entries = ledger_entries(self.settings, self.dsns[name])
