@@ -214,6 +214,36 @@ def test_status_names_an_unreachable_target_on_its_own_line(
     assert as_json["targets"][0]["migrations"] == {V2: {"note": "applied", "state": "applied", "detail": "applied"}}
 
 
+def test_an_unreachable_target_fails_on_its_own_and_the_others_go_on(
+    origin: Origin, dev: Clone, tenants: dict[str, str], tmp_path: Path, pg_server: Server
+) -> None:
+    path = fleet_file(tmp_path, tenants, {"parallel": 3})
+    fleet = yaml.safe_load(path.read_text())
+    gone = conninfo.make_conninfo(pg_server.admin_dsn, dbname=f"lockgate_fleet_{os.getpid()}_gone")
+    fleet["waves"][1]["targets"].append({"name": "tenant-gone", "dsn": gone})
+    path.write_text(yaml.safe_dump(fleet))
+    merge = merged(dev, "note", V2, "add_note", NOTE)
+    pushed: list[str] = []
+
+    def pushgateway(url: str, headers: Message, body: bytes) -> tuple[int, bytes]:
+        pushed.append(body.decode())
+        return 200, b""
+
+    with serving_posts(pushgateway) as gateway:
+        code, lines = sync_fleet(origin, tmp_path, path, metrics_push_url=gateway)
+
+    assert code == 1, lines
+    for dsn in tenants.values():
+        with on(dsn) as conn:
+            assert ledger(conn)[V2][0] == "applied"
+    summary = notes_seen_from_a_fresh_clone(origin, tmp_path, merge).splitlines()[0]
+    assert summary.startswith(
+        f"lockgate: {V2}_add_note applied on 4/5 targets: failed on tenant-gone (cannot connect to the database: "
+    ), summary
+    (body,) = pushed
+    assert 'lockgate_fleet_target_in_sync{state="failed",target="tenant-gone"} 0.0' in body
+
+
 def test_a_target_written_to_during_the_pass_is_not_recorded_as_in_sync(
     origin: Origin, dev: Clone, tenants: dict[str, str], tmp_path: Path
 ) -> None:

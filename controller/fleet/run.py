@@ -91,7 +91,13 @@ class Pass:
 
     def rolls_back(self) -> bool:
         """Whether a revert rolls any target back: then the waves run in reverse."""
-        return any(_rolls_back(ledger_entries(self.settings, dsn), self.present) for dsn in self.dsns.values())
+        return any(_rolls_back(self._entries(dsn), self.present) for dsn in self.dsns.values())
+
+    def _entries(self, dsn: str) -> dict[str, LedgerEntry]:
+        try:
+            return ledger_entries(self.settings, dsn)
+        except UsageError:  # unreachable: its target fails on its own in its turn, and the others go on
+            return {}
 
     def reconcile(self, target: Target, *, wait: bool, stop: threading.Event) -> Ended:
         """Bring one target to the branch's head; how it ended."""
@@ -152,7 +158,8 @@ class Pass:
         if self.settings.metrics_push_url:
             metrics.push(self.settings.metrics_push_url, [
                 metrics.TargetMetrics(t.name, t.state, t.duration_s, *(
-                    backfilled(self.settings, self.dsns[t.name], self.began) if t.state != "not_started" else (0, 0)))
+                    backfilled(self.settings, self.dsns[t.name], self.began)
+                    if t.state != "not_started" and not t.error else (0, 0)))
                 for t in targets
             ])
         in_sync = sum(t.state == "in_sync" for t in targets)
