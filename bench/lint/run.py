@@ -209,9 +209,10 @@ def timing_report(tmp: Path, runs: int) -> list[str]:
         "| files | one process | workers |", "| ---: | ---: | ---: |", *sweep, "",
         f"Load average at end {os.getloadavg()[0]:.2f}.", "",
         "What keeps it there: the lint path imports neither pydantic, psycopg, kubernetes, gitpython, "
-        "multiprocessing, importlib.metadata nor hashlib (tests/test_lint_cli.py asserts it); rules are found by "
-        "listing the rules directory (no pkgutil); only the chosen command's subparser is built (argparse does "
-        "gettext lookups on disk per parser); cyclic GC is off while the command's modules import; statements "
+        "multiprocessing, importlib.metadata, hashlib, dataclasses (with inspect, ast, dis) nor argparse (with "
+        "gettext; the lint command reads a plain command line itself) (tests/test_lint_cli.py asserts it); its "
+        "records are slotted classes written out; rules are found by listing the rules directory (no pkgutil); "
+        "cyclic GC is off while the command's modules import; statements "
         "are dispatched only to rules for their kind and file kind. Above the threshold the migrations are split "
         "into one contiguous share per usable CPU; the parent lints the first share while forked children (which "
         "inherit the imported rules) lint the rest, one task and one pickled result per child. In one process, "
