@@ -126,22 +126,23 @@ class JobController:
         self.pods.append((job, index, process.returncode))
         return process.returncode
 
+    async def coordinate(self, path: Path, stop: threading.Event | None = None) -> tuple[int, list[str]]:
+        """One coordinator pass (`lockgate sync --fleet` in the sync pod) while this controller plays."""
+        settings = config.load(repo=self.origin.url, cache_dir=self.tmp_path / "cache", fleet=path)
+        lines: list[str] = []
+        with ApiClient(Configuration(host=str(self.kmock.url).rstrip("/"))) as client:
+            waves = jobs.WaveJobs(client, NAMESPACE, lines.append, poll_s=0.02)
+            task = asyncio.ensure_future(asyncio.to_thread(
+                jobs.run, settings, fleet_config.load(path), say=lines.append, jobs=waves, stop=stop))
+            while not task.done():
+                await self.step()
+                await asyncio.sleep(0.02)
+            return (await task).exit_code, lines
 
-async def coordinate(
-    kmock: KubernetesEmulator, controller: JobController, origin: Origin, tmp_path: Path, path: Path,
-    stop: threading.Event | None = None,
-) -> tuple[int, list[str]]:
-    """One coordinator pass (`lockgate sync --fleet` in the sync pod) while the controller plays."""
-    settings = config.load(repo=origin.url, cache_dir=tmp_path / "cache", fleet=path)
-    lines: list[str] = []
-    with ApiClient(Configuration(host=str(kmock.url).rstrip("/"))) as client:
-        waves = jobs.WaveJobs(client, NAMESPACE, lines.append, poll_s=0.02)
-        task = asyncio.ensure_future(asyncio.to_thread(
-            jobs.run, settings, fleet_config.load(path), say=lines.append, jobs=waves, stop=stop))
-        while not task.done():
-            await controller.step()
-            await asyncio.sleep(0.02)
-        return (await task).exit_code, lines
+
+@pytest.fixture
+def controller(kmock: KubernetesEmulator, origin: Origin, tmp_path: Path) -> JobController:
+    return JobController(kmock, origin, tmp_path)
 
 
 def created(kmock: KubernetesEmulator) -> list[dict[str, Any]]:
@@ -151,15 +152,15 @@ def created(kmock: KubernetesEmulator) -> list[dict[str, Any]]:
 
 @pytest.mark.asyncio
 async def test_a_merge_reaches_every_target_through_one_indexed_job_per_wave(
-    kmock: KubernetesEmulator, origin: Origin, dev: Clone, tenants: dict[str, str], tmp_path: Path
+    kmock: KubernetesEmulator, controller: JobController, origin: Origin, dev: Clone, tenants: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     path = kubernetes_fleet(tmp_path, tenants, {"parallel": 3, "max_failures": 2})
-    controller = JobController(kmock, origin, tmp_path)
-    assert (await coordinate(kmock, controller, origin, tmp_path, path))[0] == 0
+    assert (await controller.coordinate(path))[0] == 0
     merge = merged(dev, "note", V2, "add_note", NOTE)
     posted_before = len(created(kmock))
 
-    code, lines = await coordinate(kmock, controller, origin, tmp_path, path)
+    code, lines = await controller.coordinate(path)
 
     assert code == 0, lines + controller.output
     canary, rest = created(kmock)[posted_before:]
@@ -201,7 +202,7 @@ async def test_a_merge_reaches_every_target_through_one_indexed_job_per_wave(
     # and writes nothing.
     notes_before = origin.repo.git.rev_parse("refs/notes/lockgate")
     pods_before = len(controller.pods)
-    code, lines = await coordinate(kmock, controller, origin, tmp_path, path)
+    code, lines = await controller.coordinate(path)
     assert code == 0, lines
     assert [job["metadata"]["name"] for job in created(kmock)[-2:]] == [canary["metadata"]["name"],
                                                                        rest["metadata"]["name"]]
@@ -218,16 +219,16 @@ async def test_a_merge_reaches_every_target_through_one_indexed_job_per_wave(
 
 @pytest.mark.asyncio
 async def test_a_failed_index_halts_the_fleet_and_the_note_names_the_target(
-    kmock: KubernetesEmulator, origin: Origin, dev: Clone, tenants: dict[str, str], tmp_path: Path
+    kmock: KubernetesEmulator, controller: JobController, origin: Origin, dev: Clone, tenants: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     path = kubernetes_fleet(tmp_path, tenants, {"parallel": 1, "max_failures": 1})
-    controller = JobController(kmock, origin, tmp_path)
-    assert (await coordinate(kmock, controller, origin, tmp_path, path))[0] == 0
+    assert (await controller.coordinate(path))[0] == 0
     with on(tenants["tenant-2"]) as conn:
         conn.execute("INSERT INTO items VALUES (1, 0)")  # breaks qty > 0 on this target only
     merge = merged(dev, "qty", V3, "positive_qty", positive_qty())
 
-    code, lines = await coordinate(kmock, controller, origin, tmp_path, path)
+    code, lines = await controller.coordinate(path)
 
     assert code == 1, lines
     rest = created(kmock)[-1]["metadata"]["name"]
@@ -250,7 +251,7 @@ async def test_a_failed_index_halts_the_fleet_and_the_note_names_the_target(
     retried = lockgate("retry", V3, "--fleet", str(path), "--target", "tenant-2", "--dir", migrations, cwd=tmp_path)
     assert retried.returncode == 0, retried.stdout + retried.stderr
     pods_before = len(controller.pods)
-    code, lines = await coordinate(kmock, controller, origin, tmp_path, path)
+    code, lines = await controller.coordinate(path)
     assert code == 0, lines + controller.output
     again = created(kmock)[-1]["metadata"]["name"]
     assert again != rest
@@ -264,10 +265,10 @@ async def test_a_failed_index_halts_the_fleet_and_the_note_names_the_target(
 
 @pytest.mark.asyncio
 async def test_a_restarted_coordinator_waits_for_the_running_job_instead_of_starting_another(
-    kmock: KubernetesEmulator, origin: Origin, dev: Clone, tenants: dict[str, str], tmp_path: Path
+    kmock: KubernetesEmulator, controller: JobController, origin: Origin, dev: Clone, tenants: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     path = kubernetes_fleet(tmp_path, tenants, {"parallel": 2, "max_failures": 1})
-    controller = JobController(kmock, origin, tmp_path)
     merge = merged(dev, "note", V2, "add_note", NOTE)
     # The canary's pod has not started when the coordinator stops (SIGTERM: the CronJob's deadline).
     stop = threading.Event()
@@ -279,7 +280,7 @@ async def test_a_restarted_coordinator_waits_for_the_running_job_instead_of_star
         stop.set()
 
     stopper = asyncio.ensure_future(stop_once_created())
-    code, lines = await coordinate(kmock, controller, origin, tmp_path, path, stop=stop)
+    code, lines = await controller.coordinate(path, stop=stop)
     await stopper
     assert code == 1, lines
     [canary] = controller.jobs()
@@ -289,7 +290,7 @@ async def test_a_restarted_coordinator_waits_for_the_running_job_instead_of_star
     # The next coordinator meets the canary's Job, waits for it, and goes on; the Job controller
     # then runs the pod it had not started.
     controller.paused = False
-    code, lines = await coordinate(kmock, controller, origin, tmp_path, path)
+    code, lines = await controller.coordinate(path)
 
     assert code == 0, lines + controller.output
     assert f"wave Job {canary}: already there, waiting for it" in lines
@@ -360,17 +361,17 @@ def test_the_coordinator_outside_a_cluster_is_one_line_with_exit_2(tmp_path: Pat
 
 @pytest.mark.asyncio
 async def test_a_revert_rolls_every_target_back_last_wave_first(
-    kmock: KubernetesEmulator, origin: Origin, dev: Clone, tenants: dict[str, str], tmp_path: Path
+    kmock: KubernetesEmulator, controller: JobController, origin: Origin, dev: Clone, tenants: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     path = kubernetes_fleet(tmp_path, tenants, {"parallel": 1})
-    controller = JobController(kmock, origin, tmp_path)
     merge = merged(dev, "note", V2, "add_note", NOTE)
-    assert (await coordinate(kmock, controller, origin, tmp_path, path))[0] == 0
+    assert (await controller.coordinate(path))[0] == 0
     revert = dev.revert(merge)
     dev.push()
     pods_before = len(controller.pods)
 
-    code, lines = await coordinate(kmock, controller, origin, tmp_path, path)
+    code, lines = await controller.coordinate(path)
 
     assert code == 0, lines + controller.output
     rest, canary = created(kmock)[-2:]
@@ -390,17 +391,17 @@ async def test_a_revert_rolls_every_target_back_last_wave_first(
 
 @pytest.mark.asyncio
 async def test_a_refusal_in_a_wave_pod_is_on_the_note_and_halts_the_fleet(
-    kmock: KubernetesEmulator, origin: Origin, dev: Clone, tenants: dict[str, str], tmp_path: Path
+    kmock: KubernetesEmulator, controller: JobController, origin: Origin, dev: Clone, tenants: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     path = kubernetes_fleet(tmp_path, tenants, {"parallel": 3})
-    controller = JobController(kmock, origin, tmp_path)
-    assert (await coordinate(kmock, controller, origin, tmp_path, path))[0] == 0
+    assert (await controller.coordinate(path))[0] == 0
     # Committed without the hooks (`git commit --no-verify`): the lint rules refuse it in the pod.
     unsafe = dev.add_migration(V2, "index_qty", up="CREATE INDEX items_qty_idx ON items (qty);\n",
                                down="DROP INDEX items_qty_idx;\n", validate="SELECT true AS ok;\n")
     dev.push()
 
-    code, lines = await coordinate(kmock, controller, origin, tmp_path, path)
+    code, lines = await controller.coordinate(path)
 
     assert code == 1, lines
     canary = created(kmock)[-1]
@@ -417,5 +418,5 @@ async def test_a_refusal_in_a_wave_pod_is_on_the_note_and_halts_the_fleet(
 
     # The next tick reads the failed Job and writes nothing new.
     notes_before = origin.repo.git.rev_parse("refs/notes/lockgate")
-    assert (await coordinate(kmock, controller, origin, tmp_path, path))[0] == 1
+    assert (await controller.coordinate(path))[0] == 1
     assert origin.repo.git.rev_parse("refs/notes/lockgate") == notes_before
