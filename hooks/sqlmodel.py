@@ -88,6 +88,8 @@ class Statement:
 
     @property
     def batch(self) -> Batch | None:
+        if not self.directives:  # most statements: several rules ask, per statement
+            return None
         return next((d for d in self.directives if isinstance(d, Batch)), None)
 
     @property

@@ -339,6 +339,8 @@ def _declared_columns(stmt: Statement) -> list[str]:
 
 
 def _duplicates(names: list[str]) -> list[str]:
+    if len(set(names)) == len(names):  # the usual case, without building a Counter
+        return []
     return [name for name, count in Counter(names).items() if count > 1]
 
 
