@@ -56,6 +56,7 @@ def renamed_key(node: Node, new: str, *, new_schema: bool = False) -> str:
 class Context:
     __slots__ = (
         "_autocommit_owner",
+        "_pending_tables",
         "column_types",
         "constrained_domains",
         "constraints_added",
@@ -113,6 +114,7 @@ class Context:
         # Outside a transaction block each top-level statement (with the statements of its DO body)
         # commits alone; this is the one whose transaction the per-transaction state belongs to.
         self._autocommit_owner: Statement | None = None
+        self._pending_tables: frozenset[str] | None = None
 
     @property
     def in_transaction(self) -> bool:
@@ -124,7 +126,11 @@ class Context:
         key = relation_key(range_var)
         if key in self.new_relations:
             return True
-        return self.file_kind == "up" and self.schema is not None and key in self.schema.pending_tables()
+        if self.file_kind != "up" or self.schema is None:
+            return False
+        if self._pending_tables is None:  # asked for nearly every statement: once per file
+            self._pending_tables = self.schema.pending_tables()
+        return key in self._pending_tables
 
     def column_type(self, table: str, column: str) -> Node | None:
         """The column's type before the current statement, when this migration or the set says."""
