@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from lockgate.controller.engine import Engine, RunResult
+from lockgate.controller.engine import Engine
+from lockgate.controller.outcome import RunResult
 from lockgate.hooks.migrationset import MigrationSet
 
 

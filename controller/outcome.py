@@ -8,6 +8,7 @@ stored, so rows and notes written before read back unchanged.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
@@ -55,3 +56,20 @@ class GateResult(BaseModel):
     line: int | None = None  # None in notes written before it was recorded
     passed: bool | None  # None: a result recorded for the report, not a gate
     detail: str = ""
+
+
+class RunResult(BaseModel):
+    """What happened to one migration in one run of the engine."""
+
+    version: str
+    name: str
+    status: Outcome  # applied, failed, rolled_back, dirty, or interrupted (the next run resumes it)
+    reason: str = ""
+    started_at: datetime
+    finished_at: datetime
+    duration_s: float
+    rows_before: dict[str, int] = {}
+    rows_after: dict[str, int] = {}
+    validation: list[GateResult] = []
+    schema_restored: bool | None = None
+    where: str | None = None  # `path:line:col` of the statement that failed

@@ -18,8 +18,9 @@ from pydantic import BaseModel
 
 from lockgate.controller import db, lifecycle
 from lockgate.controller.config import Settings
-from lockgate.controller.engine import effective_timeouts, pending_of
+from lockgate.controller.engine import pending_of
 from lockgate.controller.ledger import Ledger
+from lockgate.controller.runcontext import effective_timeouts
 from lockgate.controller.steps import Mode, is_atomic, split
 from lockgate.hooks import locks
 from lockgate.hooks.migrationset import Migration, MigrationSet

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from lockgate.controller import snapshot
 from lockgate.controller.config import Settings
-from lockgate.controller.engine import Engine, RunResult
+from lockgate.controller.engine import Engine
+from lockgate.controller.outcome import RunResult
 from lockgate.controller.scratch import scratch_database
 from lockgate.hooks.codes import (
     DOWN_FAILED,

@@ -77,6 +77,11 @@ def row_counts(conn: psycopg.Connection, tables: dict[str, tuple[str, str]]) -> 
     return counts
 
 
+def rows_of(conn: psycopg.Connection, baseline: Baseline) -> dict[str, int]:
+    """The row counts now of the tables the baseline counted that still exist."""
+    return row_counts(conn, existing_tables(conn, list(baseline.row_counts)))
+
+
 _USER_SCHEMAS = """
     n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%%'
     AND n.nspname NOT LIKE 'pg\\_temp\\_%%' AND n.nspname <> %(ledger)s

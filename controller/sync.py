@@ -45,10 +45,10 @@ from typing import Any, Protocol
 from lockgate.controller import approval, db, fastpath, forges, kube, lifecycle, redact
 from lockgate.controller.approval import Apply, Refuse, Rollback
 from lockgate.controller.config import Settings
-from lockgate.controller.engine import Engine, RunResult
+from lockgate.controller.engine import Engine
 from lockgate.controller.ledger import Event, Ledger, LedgerEntry, LedgerRecord
 from lockgate.controller.lifecycle import Move, State
-from lockgate.controller.outcome import GateResult, Outcome
+from lockgate.controller.outcome import GateResult, Outcome, RunResult
 from lockgate.controller.source import (
     REMOTE,
     BranchHistory,

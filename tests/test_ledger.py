@@ -45,7 +45,7 @@ def test_a_second_applier_is_refused_with_who_holds_the_lock(db: str) -> None:
     with Engine(fast_settings(), db) as first:
         with pytest.raises(ApplierBusy, match="another lockgate applier") as info:
             Engine(fast_settings(), db).__enter__()
-        holder = first._lock_conn.info.backend_pid  # type: ignore[union-attr]
+        holder = first._lock.conn.info.backend_pid
         assert f"pid {holder}" in str(info.value)
     with Engine(fast_settings(), db):
         pass  # released on exit

@@ -21,8 +21,9 @@ from lockgate.controller.commands.common import (
     engine_errors_exit,
     stop_on,
 )
-from lockgate.controller.engine import Blocked, Engine, RunResult
+from lockgate.controller.engine import Blocked, Engine
 from lockgate.controller.ledger import ApplierBusy
+from lockgate.controller.outcome import RunResult
 from lockgate.hooks import migrationset
 
 

@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # `lockgate lint` imports these options and must not pay for 
     import signal
     import threading
 
-    from lockgate.controller.engine import RunResult
+    from lockgate.controller.outcome import RunResult
 
 
 def add_dir(parser: argparse.ArgumentParser) -> None:
