@@ -159,6 +159,7 @@ def _table(timings: list[Timing]) -> list[str]:
 
 
 def timing_report(tmp: Path, runs: int) -> list[str]:
+    header = machine()  # now, for the load average at the start
     one = corpus.write_corpus(tmp / "one", 1)
     many = corpus.write_corpus(tmp / "many", 1000)
     lockgate, squawk = str(BIN / "lockgate"), str(BIN / "squawk")
@@ -196,7 +197,7 @@ def timing_report(tmp: Path, runs: int) -> list[str]:
         "commands interleaved round by round, output to /dev/null; CPU is user + system time of the process "
         "and its children (lockgate's workers, squawk's threads). Wall times move with the machine's load (the "
         "load averages are printed); the CPU column moves less.", "",
-        *machine(), "",
+        *header, "",
         f"One file of {one[0].read_text().count(chr(10))} lines ({runs * 3} runs each); target: lockgate ≤ 1.25× "
         "the floor.", "", *_table(single), "",
         f"Ratio lockgate / floor on one file: **{single[3].median_ms / single[2].median_ms:.2f}×** wall (medians), "
