@@ -23,7 +23,7 @@ import yaml
 from kmock import KubernetesEmulator
 from kubernetes.client import ApiClient, Configuration
 
-from lockgate.controller import config
+from lockgate.controller import config, fastpath
 from lockgate.controller.fleet import config as fleet_config
 from lockgate.controller.fleet import jobs
 from lockgate.controller.kube import API_PERMISSIONS, ClusterEventRecorder, Pod, Reason
@@ -36,6 +36,7 @@ from tests.syncsetup import (
     V1,
     V2,
     V3,
+    V4,
     columns,
     events,
     ledger,
@@ -420,3 +421,35 @@ async def test_a_refusal_in_a_wave_pod_is_on_the_note_and_halts_the_fleet(
     notes_before = origin.repo.git.rev_parse("refs/notes/lockgate")
     assert (await controller.coordinate(path))[0] == 1
     assert origin.repo.git.rev_parse("refs/notes/lockgate") == notes_before
+
+
+@pytest.mark.asyncio
+async def test_a_target_written_to_after_its_pod_ended_is_not_recorded_in_sync(
+    kmock: KubernetesEmulator, origin: Origin, dev: Clone, tenants: dict[str, str], tmp_path: Path
+) -> None:
+    path = kubernetes_fleet(tmp_path, tenants, {"parallel": 3})
+    hotfix = origin.clone("hotfix")  # an operator's hand-applied migration, never on the branch
+    hotfix.add_migration(V4, "hand_fix", up="CREATE TABLE hand_fix (id int);\n", down="DROP TABLE hand_fix;\n",
+                         validate="-- Gate: it exists.\nSELECT to_regclass('hand_fix') IS NOT NULL AS there;\n")
+
+    class OperatorMeanwhile(JobController):
+        async def _pod(self, job: str, index: int, args: list[str]) -> int:
+            code = await super()._pod(job, index, args)
+            if "-rest-" in job and index == 2:  # every pod has ended; the coordinator has not read them back
+                done = await asyncio.to_thread(lockgate, "apply", "--dsn", tenants["tenant-0"], "--dir",
+                                               str(hotfix.path / "migrations"), cwd=tmp_path)
+                assert done.returncode == 0, done.stdout + done.stderr
+            return code
+
+    controller = OperatorMeanwhile(kmock, origin, tmp_path)
+    merged(dev, "note", V2, "add_note", NOTE)
+
+    code, lines = await controller.coordinate(path)
+
+    assert code == 0, lines + controller.output
+    with on(tenants["tenant-0"]) as conn:
+        assert ledger(conn)[V4][0] == "applied"
+    # The canary's ledger moved after its pod: the next pass must look at it; the others are in sync.
+    settings = config.load(repo=origin.url, cache_dir=tmp_path / "cache", fleet=path)
+    assert {name: fastpath.unchanged(settings, dsn) is not None for name, dsn in tenants.items()} == {
+        "tenant-0": False, "tenant-1": True, "tenant-2": True, "tenant-3": True}

@@ -5,7 +5,8 @@ creates the wave's Job (see jobspec.py) and waits on its status. Each index's po
 one target at the approved head and writes no note; when the waves are done the coordinator
 reads each target's ledger back and writes the one note per commit, as the local executor does.
 A wave starts only when every target of the previous one completed. A refusal leaves no ledger
-row, so the pod records its refusals beside the ledger (refusals.py) for the coordinator.
+row, so the pod records its refusals beside the ledger (refusals.py) for the coordinator, and
+the ledger state it left its target in sync with (settled.py), for the no-op fingerprint.
 
 The Job's name is the same for every coordinator that would run the same wave at the same head,
 so coordination is idempotent: a coordinator killed mid-wave, or the next CronJob tick, meets
@@ -24,7 +25,7 @@ from psycopg import sql
 
 from lockgate.controller import db, kube, sync
 from lockgate.controller.config import Settings
-from lockgate.controller.fleet import jobspec, refusals
+from lockgate.controller.fleet import jobspec, refusals, settled
 from lockgate.controller.fleet.config import Fleet
 from lockgate.controller.fleet.run import opened
 from lockgate.controller.fleet.scheduler import State, order
@@ -150,6 +151,7 @@ def run_index(
         if not one.error:  # else the pass never had the target (unreachable, another applier)
             refused = [(commit, record) for commit, record in one.noted if record.outcome is Outcome.REFUSED]
             refusals.replace(fleet_pass.dsns[target.name], settings.ledger_schema, refused)
+            settled.replace(fleet_pass.dsns[target.name], settings.ledger_schema, at, one.in_sync_ledger)
     say(f"[{target.name}] {ended.replace('_', ' ')} at {at[:12]}")
     return 0 if ended == "in_sync" else 1
 

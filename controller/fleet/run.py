@@ -19,7 +19,7 @@ from psycopg import sql
 from lockgate.controller import db, fastpath, kube, lifecycle, sync
 from lockgate.controller.config import Settings
 from lockgate.controller.engine import Blocked, Engine
-from lockgate.controller.fleet import metrics, refusals
+from lockgate.controller.fleet import metrics, refusals, settled
 from lockgate.controller.fleet.aggregate import TargetPass, aggregate, ledger_noted, reached
 from lockgate.controller.fleet.config import Fleet, Target
 from lockgate.controller.fleet.scheduler import Ended, order, run_waves
@@ -151,8 +151,8 @@ class Pass:
                 if not Ledger(conn, self.settings.ledger_schema).exists():
                     continue  # never reached: no ledger, so no fingerprint to set or clear
                 if from_ledgers and one.state == "in_sync":
-                    # Its pod has ended: read now, as no lock of the pod's is left to read it under.
-                    one.in_sync_ledger = fastpath.ledger(conn, self.settings)
+                    # As its pod read it under the applier lock: a write since must not pass for the pod's.
+                    one.in_sync_ledger = settled.read(conn, self.settings.ledger_schema, history.head.sha)
                 seen = self.reporter.seen(history.head.sha, one.in_sync_ledger is not None)
                 fastpath.record(conn, self.settings, seen, one.in_sync_ledger)
         if self.settings.metrics_push_url:
