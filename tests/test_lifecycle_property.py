@@ -1,7 +1,8 @@
 """Random lives of one migration against a real server, checked against a model of its lifecycle.
 
 Hypothesis drives sequences of apply, a failing gate, revert, re-land, retry, a dirty rollback and
-its resolve, a SIGKILL mid-backfill and the resume, and after every move checks what a user would:
+its resolve, a SIGKILL mid-backfill and the resume, a SIGKILL mid-rollback (then the rollback
+finished, or the migration re-landed first), and after every move checks what a user would:
 
 - plan's word is what apply then does (the lifecycle's move before the run is the run's);
 - a backfill re-run after a rollback touches every row (no checkpoint of an earlier life reused);
@@ -117,7 +118,8 @@ class Life(RuleBasedStateMachine):
         elif move is Move.WAIT:
             assert outcome.status == "failed" and outcome.reason.startswith("failed earlier")
         else:
-            assert move in (Move.RUN, Move.RESUME)
+            # A rollback cut short is finished first, then the re-landed migration runs again.
+            assert move in (Move.RUN, Move.RESUME, Move.FINISH_ROLLBACK)
             assert self.runs() == before + 1  # it ran, as plan said
             self.model = self.after_run(gate_open)
 
@@ -145,6 +147,29 @@ class Life(RuleBasedStateMachine):
             outcome = engine.rollback("1")
         self.model = State.DIRTY if self.view else State.ROLLED_BACK
         assert outcome.status == ("dirty" if self.view else "rolled_back"), outcome.reason
+
+    @precondition(lambda self: self.model is State.APPLIED and not self.view)
+    @rule()
+    def sigkill_mid_rollback(self) -> None:
+        """A revert whose rollback dies after the down's second batch: the migration is `undoing`
+        until its rollback is finished, or it is re-landed and the run finishes it first."""
+        self.present = False
+        script = ("import sys\nfrom applyhelp import fast_settings\nfrom lockgate.controller.engine import Engine\n"
+                  "with Engine(fast_settings(), sys.argv[1]) as engine:\n    engine.rollback('1')\n")
+        env = {k: v for k, v in os.environ.items() if k != KILL_AT} | {KILL_AT: "batch:2"}
+        env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])
+        result = subprocess.run([sys.executable, "-c", script, self.dsn], capture_output=True, text=True, env=env,
+                                check=False, timeout=120)
+        assert result.returncode == -signal.SIGKILL, result.stdout + result.stderr
+        self.model = State.UNDOING
+
+    @precondition(lambda self: self.model is State.UNDOING and not self.present)
+    @rule()
+    def finish_rollback(self) -> None:
+        with Engine(fast_settings(), self.dsn) as engine:
+            outcome = engine.rollback("1")
+        assert outcome.status == "rolled_back", outcome.reason
+        self.model = State.ROLLED_BACK
 
     @precondition(lambda self: not self.present and self.model is not State.DIRTY)
     @rule()
