@@ -92,13 +92,21 @@ def _names(settings: Settings) -> dict[str, sql.Composable]:
 # row changed by hand, and the server version a major upgrade (the rules lint for the server's).
 _LEDGER = sql.SQL(
     "(SELECT coalesce(max(id), 0) FROM {events})::text || ':' || "
-    "(SELECT coalesce(md5(string_agg(m::text, ';' ORDER BY m.version)), '') FROM {migrations} AS m) || ':' || "
+    "(SELECT coalesce(md5(string_agg(ROW({columns})::text, ';' ORDER BY m.version)), '') "
+    "FROM {migrations} AS m) || ':' || "
     "current_setting('server_version_num')"
 )
+# Every column of a ledger row but `baseline`: each row's baseline is a snapshot of the whole schema,
+# so digesting them costs O(migrations²) (1.8 s at 1,000 migrations against 7 ms without); a pass
+# reads a baseline only to prove a rollback, which a new head, a retry or a resolve starts.
+DIGESTED = ("version", "name", "status", "up_checksum", "down_checksum", "validate_checksum", "up_sql",
+            "down_sql", "validate_sql", "commit_sha", "started_at", "finished_at", "steps_done", "validation",
+            "schema_restored", "error", "undo_steps_done")
 
 
 def _ledger_state(settings: Settings) -> sql.Composed:
-    return _LEDGER.format(**_names(settings))
+    columns = sql.SQL(", ").join(sql.Identifier("m", c) for c in DIGESTED)
+    return _LEDGER.format(columns=columns, **_names(settings))
 
 
 def ledger(conn: psycopg.Connection, settings: Settings) -> str | None:

@@ -113,6 +113,31 @@ def test_a_ledger_row_changed_by_hand_takes_the_full_path(
     assert code == 1 and SHORT not in out and "the ledger was changed outside lockgate" in out
 
 
+# A change to each column type of the ledger's rows, for the digest test below.
+_CHANGE = {"text": "coalesce({c}, '') || 'x'", "integer": "coalesce({c}, 0) + 1", "boolean": "NOT coalesce({c}, false)",
+           "timestamp with time zone": "coalesce({c}, now()) + interval '1 second'",
+           "jsonb": "coalesce({c}, '{{}}') || '{{\"x\": 1}}'"}
+
+
+def test_a_hand_change_to_any_ledger_column_changes_its_state(
+    origin: Origin, dev: Clone, env: dict[str, str], tmp_path: Path, conn: psycopg.Connection, db: str
+) -> None:
+    """Every column a pass's decisions read is in the digest, the ones added later too; only each
+    row's baseline (a whole-schema snapshot, costly to digest) is not."""
+    assert _sync(tmp_path, env)[0] == 0
+    settings = config.load(repo=origin.url, dsn=db)
+    columns = conn.execute("SELECT column_name, data_type FROM information_schema.columns "
+                           "WHERE table_schema = 'lockgate' AND table_name = 'migrations'").fetchall()
+    assert {c for c, _ in columns} == {*fastpath.DIGESTED, "baseline"}
+    before = fastpath.ledger(conn, settings)
+    for column, data_type in columns:
+        change = "CASE WHEN status = 'failed' THEN 'applied' ELSE 'failed' END" if column == "status" else (
+            _CHANGE[data_type].format(c=column))
+        with conn.transaction(force_rollback=True):
+            conn.execute(f"UPDATE lockgate.migrations SET {column} = {change}")
+            assert (fastpath.ledger(conn, settings) == before) == (column == "baseline"), column
+
+
 def test_a_changed_setting_takes_the_full_path(origin: Origin, dev: Clone, env: dict[str, str],
                                                tmp_path: Path) -> None:
     assert _sync(tmp_path, env)[0] == 0
