@@ -7,15 +7,37 @@ the linter's rule discovery from importing it as a family of its own.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar, cast
 
 from lockgate.hooks.rules.context import Context, name_key, relation_key
 from lockgate.hooks.sqlmodel import Node, Statement, qualified_names, walk_nodes
 
 # Columns whose names say they hold a key: `id`, `customer_id`, `uuid`, `order_uuid`.
 _KEY_NAME = re.compile(r"^(?:.+_)?(?:id|uuid)$")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+# LIMIT (or FETCH FIRST) somewhere in a statement's text.
+_LIMIT = re.compile(r"limit|fetch", re.IGNORECASE)
 # Types that are an integer plus a sequence-fed default.
 SERIAL_TYPES = frozenset({"serial", "serial2", "serial4", "serial8", "smallserial", "bigserial"})
+
+
+def per_statement(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Keep the answer of `fn` (of one or two arguments) for the objects it was last called with: the
+    rules ask the same question of each statement in turn, and the context changes only between
+    statements. Answers must be immutable."""
+    last: list[Any] = [(None,), None]  # [arguments, answer]
+
+    @wraps(fn)
+    def remembered(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        before = last[0]
+        if args[0] is not before[0] or args[-1] is not before[-1] or len(args) != len(before) or kwargs:
+            last[0], last[1] = args, fn(*args, **kwargs)
+        return cast(_R, last[1])
+
+    return remembered
 
 
 def is_key_name(column: str) -> bool:
@@ -29,6 +51,7 @@ def table_name(range_var: Node) -> str:
     return f"{schema}.{name}" if schema else name
 
 
+@per_statement
 def existing_table(stmt: Statement, ctx: Context) -> str | None:
     """The key of the table `stmt` (ALTER TABLE, REFRESH …) acts on, or None when this migration
     created it: a new table holds no rows and nobody else uses it yet, so locking it blocks nobody."""
@@ -36,12 +59,10 @@ def existing_table(stmt: Statement, ctx: Context) -> str | None:
     return None if ctx.is_new(relation) else relation_key(relation)
 
 
-def alter_cmds(node: Node) -> Iterator[Node]:
+@per_statement
+def alter_cmds(node: Node) -> tuple[Node, ...]:
     """The AlterTableCmd bodies of an ALTER TABLE."""
-    for item in node.get("cmds", []):
-        cmd = item.get("AlterTableCmd")
-        if cmd is not None:
-            yield cmd
+    return tuple(item["AlterTableCmd"] for item in node.get("cmds", ()) if "AlterTableCmd" in item)
 
 
 def base_type(type_name: Node) -> str:
@@ -66,17 +87,23 @@ def column_defs(stmt: Statement) -> Iterator[tuple[Node, Node]]:
                 yield cmd["def"]["ColumnDef"], relation
 
 
-def typed_columns(stmt: Statement) -> Iterator[tuple[str, Node, Node | None]]:
-    """(column, TypeName, ColumnDef or None) for declared columns and ALTER COLUMN … TYPE."""
-    for column, _ in column_defs(stmt):
-        if "typeName" in column:
-            yield column.get("colname", ""), column["typeName"], column
+TypedColumn = tuple[str, Node, "Node | None"]
+
+
+@per_statement
+def typed_columns(stmt: Statement) -> tuple[TypedColumn, ...]:
+    """(column, TypeName, ColumnDef or None) for declared columns and ALTER COLUMN … TYPE.
+
+    Several rules ask for each statement in turn, so the last statement's answer is kept."""
+    found: list[TypedColumn] = [(column.get("colname", ""), column["typeName"], column)
+                                for column, _ in column_defs(stmt) if "typeName" in column]
     if stmt.kind == "AlterTableStmt":
         for cmd in alter_cmds(stmt.node):
             if cmd.get("subtype") == "AT_AlterColumnType":
                 definition = cmd.get("def", {}).get("ColumnDef", {})
                 if "typeName" in definition:
-                    yield cmd.get("name", ""), definition["typeName"], None
+                    found.append((cmd.get("name", ""), definition["typeName"], None))
+    return tuple(found)
 
 
 def constraint_types(column: Node) -> set[str]:
@@ -84,8 +111,11 @@ def constraint_types(column: Node) -> set[str]:
     return {c.get("Constraint", {}).get("contype", "") for c in column.get("constraints", [])}
 
 
-def has_limit(tree: Node) -> bool:
-    """Whether a sub-select anywhere in `tree` has a LIMIT (a hand-picked slice of rows)."""
+def has_limit(tree: Node, text: str | None = None) -> bool:
+    """Whether a sub-select anywhere in `tree` has a LIMIT (a hand-picked slice of rows). `text`, the
+    statement's text when the caller has it, rules most statements out without walking the tree."""
+    if text is not None and _LIMIT.search(text) is None:
+        return False
     return any("limitCount" in select for select in walk_nodes(tree, "SelectStmt"))
 
 

@@ -270,7 +270,7 @@ class HandWrittenBatchLoop(Rule):
     )
 
     def check(self, stmt: Statement, ctx: Context) -> Iterator[Hit | str]:
-        if stmt.parent is None or not has_limit(stmt.node):
+        if stmt.parent is None or not has_limit(stmt.node, stmt.text):
             return
         yield (
             f"hand-written batching loop over {table_name(stmt.node.get('relation', {}))}: it rescans for "
@@ -351,7 +351,7 @@ def _cannot_batch(stmt: Statement, ctx: Context) -> str | None:
         return f"is on {words}, not an UPDATE or DELETE; it batches a single-table UPDATE or DELETE only"
     if node.get("returningClause") or node.get("returningList"):
         return "is on a statement with RETURNING; the rows of each batch would go nowhere"
-    if has_limit(node):
+    if has_limit(node, stmt.text):
         return "is on a statement that already picks its rows with a LIMIT; drop the LIMIT, the engine picks ranges"
     if next(walk_nodes(node.get("whereClause", {}), "CurrentOfExpr"), None) is not None:
         return "is on WHERE CURRENT OF, a single cursor row"
