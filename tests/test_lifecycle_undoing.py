@@ -35,15 +35,21 @@ def _sync_killed_in_its_rollback(origin: Origin, settings: config.Settings, tmp_
     assert done.returncode == -9, done.stdout + done.stderr
 
 
-def test_a_reland_during_an_interrupted_revert_rollback_finishes_it_then_applies_again(
-    origin: Origin, dev: Clone, settings: config.Settings, conn: psycopg.Connection, tmp_path: Path
-) -> None:
+def _revert_cut_short(origin: Origin, dev: Clone, settings: config.Settings, tmp_path: Path) -> tuple[str, str]:
+    """Merge V2, apply it, revert the merge and kill the pass in the rollback; (merge, revert) shas."""
     assert run_sync(settings)[0] == 0
     merge = merged(dev, "two", V2, "two_columns", TWO_COLUMNS)
     assert run_sync(settings)[0] == 0
     revert = dev.revert(merge)
     dev.push()
     _sync_killed_in_its_rollback(origin, settings, tmp_path)
+    return merge, revert
+
+
+def test_a_reland_during_an_interrupted_revert_rollback_finishes_it_then_applies_again(
+    origin: Origin, dev: Clone, settings: config.Settings, conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    _, revert = _revert_cut_short(origin, dev, settings, tmp_path)
     assert columns(conn, "items") == ["id", "qty", "a"]  # half undone
     assert ledger(conn)[V2][0] == "undoing"
     reland = dev.revert(revert)
@@ -64,12 +70,7 @@ def test_a_reland_during_an_interrupted_revert_rollback_finishes_it_then_applies
 def test_an_interrupted_revert_rollback_is_finished_by_the_next_pass(
     origin: Origin, dev: Clone, settings: config.Settings, conn: psycopg.Connection, tmp_path: Path
 ) -> None:
-    assert run_sync(settings)[0] == 0
-    merge = merged(dev, "two", V2, "two_columns", TWO_COLUMNS)
-    assert run_sync(settings)[0] == 0
-    revert = dev.revert(merge)
-    dev.push()
-    _sync_killed_in_its_rollback(origin, settings, tmp_path)
+    merge, revert = _revert_cut_short(origin, dev, settings, tmp_path)
 
     code, lines = run_sync(settings)
 
