@@ -293,7 +293,7 @@ def test_only_targets_a_pass_left_in_sync_get_the_short_cut(
         "tenant-0": True, "tenant-1": True, "tenant-2": False, "tenant-3": False}
 
 
-@pytest.mark.parametrize(("waves", "expected"), [
+@pytest.mark.parametrize(("text", "expected"), [
     ("waves:\n  - name: a\n    targets:\n      - {name: t0}\n",
      "fleet.yaml:4: waves.0.targets.0: give exactly one of dsn and dsn_env"),
     ("waves:\n  - name: a\n    parallel: 0\n    targets:\n      - {name: t0, dsn: 'dbname=x'}\n",
@@ -302,14 +302,26 @@ def test_only_targets_a_pass_left_in_sync_get_the_short_cut(
      "fleet.yaml:4: waves.0.targets.0.dsn: holds a password; passwords never go in the fleet file"),
     ("waves:\n  - name: a\n    targets:\n      - {name: t0, dsn: 'dbname=x', colour: red}\n",
      "fleet.yaml:4: waves.0.targets.0.colour: Extra inputs are not permitted"),
+    ("executor: kubernetes\nwaves:\n  - name: a\n    targets:\n      - {name: t0, dsn: 'dbname=x'}\n",
+     "fleet.yaml:1: kubernetes: executor: kubernetes needs this block (at least its image)"),
+    ("executor: kubernetes\nkubernetes:\n  image: x\n  resources: {limits: {cpu: lots, memory: 1Gi}}\n"
+     "waves:\n  - name: a\n    targets:\n      - {name: t0, dsn: 'dbname=x'}\n",
+     "fleet.yaml:4: kubernetes.resources.limits.cpu: String should match pattern"),
+    ("executor: cluster\nwaves:\n  - name: a\n    targets:\n      - {name: t0, dsn: 'dbname=x'}\n",
+     "fleet.yaml:1: executor: Input should be 'local' or 'kubernetes'"),
+    ("kubernetes: {image: x}\nwaves:\n  - name: a\n    targets:\n      - {name: t0, dsn: 'dbname=x'}\n",
+     "fleet.yaml:1: kubernetes: only for executor: kubernetes"),
 ])
-def test_a_bad_fleet_file_is_one_line_naming_the_key(tmp_path: Path, waves: str, expected: str) -> None:
+def test_a_bad_fleet_file_is_one_line_naming_the_key_with_exit_2(tmp_path: Path, text: str, expected: str) -> None:
     path = tmp_path / "fleet.yaml"
-    path.write_text(waves)
+    path.write_text(text)
     with pytest.raises(UsageError) as caught:
         fleet_config.load(path)
     assert str(caught.value).startswith(f"{path.parent}/{expected}"), caught.value
     assert "secret" not in str(caught.value)
+    done = lockgate("sync", "--repo", str(tmp_path), "--fleet", str(path), cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"lockgate sync: {caught.value}"]
 
 
 def test_the_cli_refuses_a_bad_fleet_and_fleet_with_dsn_with_exit_2(tmp_path: Path) -> None:

@@ -28,7 +28,6 @@ from lockgate.controller.fleet import config as fleet_config
 from lockgate.controller.fleet import jobs
 from lockgate.controller.kube import API_PERMISSIONS, ClusterEventRecorder, Pod, Reason
 from lockgate.controller.status import parse
-from lockgate.hooks.errors import UsageError
 from tests.clirun import LOCKGATE, lockgate
 from tests.gitrepos import Clone, Origin
 from tests.syncsetup import (
@@ -312,28 +311,6 @@ def ledger_or_empty(dsn: str) -> dict[str, Any]:
     with on(dsn) as conn:
         exists = conn.execute("SELECT to_regclass('lockgate.migrations') IS NOT NULL").fetchone()
         return ledger(conn) if exists and exists[0] else {}
-
-
-@pytest.mark.parametrize(("text", "expected"), [
-    ("executor: kubernetes\nwaves:\n  - name: a\n    targets:\n      - {name: t0, dsn: 'dbname=x'}\n",
-     "fleet.yaml:1: kubernetes: executor: kubernetes needs this block (at least its image)"),
-    ("executor: kubernetes\nkubernetes:\n  image: x\n  resources: {limits: {cpu: lots, memory: 1Gi}}\n"
-     "waves:\n  - name: a\n    targets:\n      - {name: t0, dsn: 'dbname=x'}\n",
-     "fleet.yaml:4: kubernetes.resources.limits.cpu: String should match pattern"),
-    ("executor: cluster\nwaves:\n  - name: a\n    targets:\n      - {name: t0, dsn: 'dbname=x'}\n",
-     "fleet.yaml:1: executor: Input should be 'local' or 'kubernetes'"),
-    ("kubernetes: {image: x}\nwaves:\n  - name: a\n    targets:\n      - {name: t0, dsn: 'dbname=x'}\n",
-     "fleet.yaml:1: kubernetes: only for executor: kubernetes"),
-])
-def test_a_bad_executor_is_one_line_naming_the_key_with_exit_2(tmp_path: Path, text: str, expected: str) -> None:
-    path = tmp_path / "fleet.yaml"
-    path.write_text(text)
-    with pytest.raises(UsageError) as caught:
-        fleet_config.load(path)
-    assert str(caught.value).startswith(f"{tmp_path}/{expected}"), caught.value
-    done = lockgate("sync", "--repo", str(tmp_path), "--fleet", str(path), cwd=tmp_path)
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [f"lockgate sync: {caught.value}"]
 
 
 def test_a_wave_pod_without_its_index_is_one_line_with_exit_2(tmp_path: Path) -> None:
