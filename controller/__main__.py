@@ -1,5 +1,3 @@
-import sys
+from lockgate.controller.cli import entry
 
-from lockgate.controller.cli import main
-
-sys.exit(main())
+entry()

@@ -13,6 +13,8 @@ from lockgate.hooks.errors import InputError
 from lockgate.hooks.records import Record
 
 PREFIX = "-- lockgate:"
+# A line whose first characters other than blanks are PREFIX: one search of the text finds them all.
+_DIRECTIVE_LINE = re.compile(rf"^[^\S\n]*{re.escape(PREFIX)}[^\n]*", re.MULTILINE)
 _HEADER = re.compile(r"^--\s*(?P<key>[A-Z][A-Za-z ]{0,40}):\s*(?P<value>.+?)\s*$")
 _DURATION = re.compile(r"^(?P<n>\d+(?:\.\d+)?)(?P<unit>ms|s|m)$")
 # Each worker is one more connection and one more busy backend on the production server.
@@ -175,13 +177,14 @@ def parse_directive(text: str, path: Path, line: int) -> Directive:
     )
 
 
-def scan_directives(lines: Sequence[str], path: Path) -> dict[int, Directive]:
+def scan_directives(text: str, path: Path) -> dict[int, Directive]:
     """Every directive in the file, by 1-based line number."""
-    found = {
-        n: parse_directive(text, path, n)
-        for n, text in enumerate(lines, start=1)
-        if text.lstrip().startswith(PREFIX)
-    }
+    found: dict[int, Directive] = {}
+    line, at = 1, 0
+    for m in _DIRECTIVE_LINE.finditer(text):
+        line += text.count("\n", at, m.start())
+        at = m.start()
+        found[line] = parse_directive(m[0], path, line)
     timeouts = [n for n, d in found.items() if isinstance(d, Timeout)]
     if timeouts:
         _check_timeouts(timeouts, path)

@@ -12,8 +12,9 @@ import pytest
 
 from lockgate.controller.arguments import build_parser
 from lockgate.controller.commands import lint as lint_command
-from lockgate.hooks import lint
+from lockgate.hooks import lint, sqlmodel
 from lockgate.hooks.lint import lint_paths
+from lockgate.hooks.sqlmodel import parse_sql
 
 LOCKGATE = Path(sys.executable).with_name("lockgate")
 SAFE_UP = "CREATE TABLE customers (id bigint PRIMARY KEY, email text NOT NULL);\n"
@@ -205,6 +206,77 @@ def test_many_files_in_parallel_match_one_process(tmp_path: Path, monkeypatch: p
     assert len([f for f in pooled.findings if f.rule == "LG101"]) == 7
 
 
+@pytest.mark.parametrize("broken", ["000", "011"])  # in this process's share, in a child's
+def test_a_share_that_fails_fails_the_lint_and_leaves_no_process_behind(
+    broken: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    paths = []
+    for n in range(12):
+        paths.append(tmp_path / f"{n:03d}_m.up.sql")
+        paths[-1].write_text(SAFE_UP)
+    real_group, real_fork, children = lint._lint_group, os.fork, []
+
+    def failing(group: tuple[Path, ...], pg_version: int) -> list[lint.Finding]:
+        if group[0].name.startswith(broken):
+            raise ValueError(f"cannot lint {group[0].name}")
+        return real_group(group, pg_version)
+
+    def fork() -> int:
+        pid = real_fork()
+        children.append(pid)
+        return pid
+
+    monkeypatch.setattr(lint, "_lint_group", failing)
+    monkeypatch.setattr(os, "fork", fork)
+    monkeypatch.setattr(lint, "_PARALLEL_FROM", 2)
+    with pytest.raises(ValueError, match=f"cannot lint {broken}_m.up.sql"):
+        lint_paths(paths, pg_version=15)
+    assert children
+    for pid in children:  # each one waited for: none left running or unreaped
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+
+def test_trees_are_the_same_whichever_decoder_reads_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    texts = [e.sql for rule in lint.all_rules() for e in (*rule.bad, *rule.good)] + [
+        "INSERT INTO t (a, b, c) VALUES ('é ☃ 𝄞 \\ \"', E'\\u00e9\\n', 1e400), (2147483648, -0.0, $$x$$);",
+        "DO $$ BEGIN UPDATE t SET a = 'ü' WHERE id < 10; END $$;",
+    ]
+    trees = [[(s.kind, s.node) for s in parse_sql(Path("1_m.up.sql"), text).walk()] for text in texts]
+    monkeypatch.setattr(sqlmodel, "_loads", sqlmodel._loads)  # put back after the test
+    sqlmodel.decode_in_bulk()
+    assert sqlmodel._loads is not json.loads
+    assert [[(s.kind, s.node) for s in parse_sql(Path("1_m.up.sql"), text).walk()] for text in texts] == trees
+
+
+def test_the_console_script_prints_every_finding_of_many_files_before_it_exits(tmp_path: Path) -> None:
+    for n in range(200):  # above the threshold: workers, and orjson
+        (tmp_path / f"{n:03d}_m.up.sql").write_text(UNSAFE_UP.replace("orders_at_idx", f"orders_{n}_idx"))
+    names = sorted(p.name for p in tmp_path.iterdir())
+    for command in ([str(LOCKGATE)], [sys.executable, "-m", "lockgate.controller"]):
+        done = subprocess.run([*command, "lint", *names], cwd=tmp_path, capture_output=True, text=True, check=False)
+        assert done.returncode == 1 and done.stderr == ""
+        *lines, summary = done.stdout.splitlines()
+        assert summary == "Found 200 problems in 200 files."
+        assert len(lines) == 200 and all(" LG101 " in line for line in lines)
+        assert [line.split(":")[0] for line in lines] == names
+
+
+def test_workers_get_contiguous_shares_of_about_the_same_size(tmp_path: Path) -> None:
+    sizes = [6000, *[100] * 60]  # one large migration, then sixty small ones
+    groups = []
+    for n, size in enumerate(sizes):
+        path = tmp_path / f"{n:03d}_m.up.sql"
+        path.write_text("-" * size)
+        groups.append((path,))
+    shares = lint._split(groups, 2)
+    assert [g for share in shares for g in share] == groups  # every file once, in order
+    assert [len(share) for share in shares] == [1, 60]  # by count it would have been 31 and 30
+    # Equal files: this process's share is the smaller one (it also gathers the findings).
+    assert [len(share) for share in lint._split(groups[1:], 2)] == [29, 31]
+    assert [len(share) for share in lint._split(groups[1:], 3)] == [19, 21, 20]
+
+
 def test_lint_never_follows_a_symbolic_link_out_of_the_repository(tmp_path: Path) -> None:
     outside = tmp_path / "elsewhere" / "secret.sql"
     outside.parent.mkdir()
@@ -220,3 +292,22 @@ def test_lint_never_follows_a_symbolic_link_out_of_the_repository(tmp_path: Path
         assert done.stderr == "migrations/1_a.up.sql:1:1: a symbolic link out of the repository; " \
                               "lockgate does not follow it\n", args
         assert done.stdout == ""
+
+
+def test_a_directory_linked_out_of_the_repository_is_refused_and_links_inside_are_read(tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "1_a.up.sql").write_text("CREATE INDEX i ON t (c);\n")
+    repo = tmp_path / "repo"
+    (repo / "shared").mkdir(parents=True)
+    (repo / "shared" / "2_b.up.sql").write_text("CREATE INDEX j ON t (c);\n")
+    (repo / "vendored").symlink_to(outside)
+    (repo / "local").symlink_to(repo / "shared")
+    (repo / "local" / "3_c.up.sql").symlink_to(repo / "shared" / "2_b.up.sql")
+
+    done = run_lint(repo, "vendored/1_a.up.sql", "local/2_b.up.sql")
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == "vendored/1_a.up.sql:1:1: a symbolic link out of the repository; " \
+                          "lockgate does not follow it\n"
+    inside = run_lint(repo, "local/2_b.up.sql", "local/3_c.up.sql")
+    assert inside.returncode == 1 and inside.stdout.count("LG101") == 2, inside

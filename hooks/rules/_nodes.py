@@ -22,6 +22,9 @@ _R = TypeVar("_R")
 _LIMIT = re.compile(r"limit|fetch", re.IGNORECASE)
 # Types that are an integer plus a sequence-fed default.
 SERIAL_TYPES = frozenset({"serial", "serial2", "serial4", "serial8", "smallserial", "bigserial"})
+# The ALTER TABLE subcommands `column_defs` and `typed_columns` read, for the `alter_commands` of their rules.
+ADDS_COLUMNS = frozenset({"AT_AddColumn"})
+TYPES_COLUMNS = frozenset({"AT_AddColumn", "AT_AlterColumnType"})
 
 
 def per_statement(fn: Callable[_P, _R]) -> Callable[_P, _R]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from lockgate.hooks.rules._nodes import (
+    ADDS_COLUMNS,
     alter_cmds,
     created_here,
     drop_targets,
@@ -156,6 +157,7 @@ class RowSecurityChange(Rule):
     severity = Severity.WARNING
     summary = "CREATE/ALTER/DROP POLICY or a row-level security switch on an existing table"
     kinds = frozenset({"CreatePolicyStmt", "AlterPolicyStmt", "DropStmt", "AlterTableStmt"})
+    alter_commands = frozenset(_RLS_COMMANDS)
     squawk = (
         "ban-create-policy", "ban-alter-policy-condition", "ban-alter-policy-roles", "ban-drop-policy",
         "ban-alter-row-level-security",
@@ -221,6 +223,7 @@ class TriggerOrRuleChange(Rule):
     severity = Severity.WARNING
     summary = "ENABLE/DISABLE/DROP of a trigger or rule on an existing table"
     kinds = frozenset({"AlterTableStmt", "DropStmt"})
+    alter_commands = _TRIGGER_SWITCHES
     squawk = ("ban-disable-trigger", "ban-drop-trigger")
     bad = (Example("ALTER TABLE orders DISABLE TRIGGER orders_audit;"), Example("DROP TRIGGER orders_audit ON orders;"))
     good = (
@@ -301,6 +304,7 @@ class BanAlterSecurityOptions(Rule):
     severity = Severity.WARNING
     summary = "ALTER FUNCTION SECURITY/SET/RESET or ALTER VIEW SET/RESET options"
     kinds = frozenset({"AlterFunctionStmt", "AlterTableStmt"})
+    alter_commands = frozenset({"AT_SetRelOptions", "AT_ResetRelOptions"})
     squawk = ("ban-alter-function-options", "ban-alter-view-options")
     bad = (Example("ALTER FUNCTION refund(bigint) SECURITY DEFINER;"),
            Example("ALTER VIEW customer_emails SET (security_barrier = false);"))
@@ -343,6 +347,7 @@ class BanAlterSequenceValues(Rule):
     severity = Severity.WARNING
     summary = "ALTER SEQUENCE RESTART/INCREMENT/MINVALUE/MAXVALUE/CYCLE of an existing sequence"
     kinds = frozenset({"AlterSeqStmt", "AlterTableStmt"})
+    alter_commands = frozenset({"AT_SetIdentity"})
     squawk = ("ban-alter-sequence-values",)
     bad = (Example("ALTER SEQUENCE orders_id_seq RESTART WITH 1;"),
            Example("ALTER TABLE orders ALTER COLUMN id RESTART WITH 1;"))
@@ -384,6 +389,7 @@ class BanAddCompositeAttribute(Rule):
     severity = Severity.WARNING
     summary = "ALTER TYPE … ADD ATTRIBUTE on an existing composite type"
     kinds = frozenset({"AlterTableStmt"})
+    alter_commands = ADDS_COLUMNS
     squawk = ("ban-add-composite-attribute",)
     bad = (Example("ALTER TYPE address ADD ATTRIBUTE street2 text;"),)
     good = (Example("CREATE TYPE address AS (city text);\nALTER TYPE address ADD ATTRIBUTE street text;"),)
@@ -474,6 +480,7 @@ class BanDetachInheritance(Rule):
     severity = Severity.WARNING
     summary = "DETACH PARTITION / NO INHERIT of an existing table"
     kinds = frozenset({"AlterTableStmt"})
+    alter_commands = frozenset({"AT_DropInherit", "AT_DetachPartition"})
     squawk = ("ban-detach-inheritance",)
     bad = (Example("ALTER TABLE events NO INHERIT events_parent;"),)
     good = (Example("CREATE TABLE events_2020 (id bigint);\nALTER TABLE events_2020 NO INHERIT events;"),)
@@ -510,6 +517,7 @@ class BanReplicaIdentityChange(Rule):
     severity = Severity.WARNING
     summary = "REPLICA IDENTITY change, DROP PUBLICATION, or removing tables from one"
     kinds = frozenset({"AlterTableStmt", "DropStmt", "AlterPublicationStmt"})
+    alter_commands = frozenset({"AT_ReplicaIdentity"})
     squawk = ("ban-replica-identity",)
     bad = (Example("ALTER TABLE orders REPLICA IDENTITY FULL;"), Example("DROP PUBLICATION shop_changes;"))
     good = (Example("ALTER PUBLICATION shop_changes ADD TABLE orders;"),)

@@ -84,6 +84,9 @@ class Rule:
     summary: ClassVar[str]
     # Statement kinds (parse-tree node names) the rule looks at; the linter dispatches on them.
     kinds: ClassVar[frozenset[str]]
+    # For an ALTER TABLE, the subcommands (AlterTableCmd subtypes) the rule has something to say about;
+    # the linter skips the rule for an ALTER TABLE with none of them. None: every ALTER TABLE.
+    alter_commands: ClassVar[frozenset[str] | None] = None
     # Which files it reads: ups and downs by default, as the controller runs both on production
     # (a down after a revert or a failed gate); style rules read only ups, and validate files
     # only the rules that hold for read-only gates.

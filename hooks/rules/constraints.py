@@ -54,6 +54,7 @@ class ConstraintMissingNotValid(Rule):
     name = "constraint-missing-not-valid"
     summary = "CHECK or FOREIGN KEY added to an existing table without NOT VALID"
     kinds = frozenset({"AlterTableStmt"})
+    alter_commands = frozenset({"AT_AddConstraint", "AT_AddColumn"})
     squawk = ("constraint-missing-not-valid", "adding-foreign-key-constraint")
     bad = (
         Example("ALTER TABLE orders ADD CONSTRAINT orders_customer_fk\n"
@@ -137,6 +138,7 @@ class RequireUniqueUsingIndex(Rule):
     name = "require-unique-using-index"
     summary = "UNIQUE or PRIMARY KEY added to an existing table without USING INDEX"
     kinds = frozenset({"AlterTableStmt"})
+    alter_commands = frozenset({"AT_AddConstraint", "AT_AddColumn"})
     squawk = ("disallowed-unique-constraint", "adding-serial-primary-key-field")
     bad = (
         Example("ALTER TABLE customers ADD CONSTRAINT customers_email_key UNIQUE (email);"),
@@ -189,6 +191,7 @@ class ValidateInSameTransaction(Rule):
     name = "validate-in-same-transaction"
     summary = "VALIDATE CONSTRAINT in the transaction that added it NOT VALID"
     kinds = frozenset({"AlterTableStmt"})
+    alter_commands = frozenset({"AT_AddConstraint", "AT_ValidateConstraint"})
     squawk = ("constraint-missing-not-valid",)
     bad = (Example(
         "ALTER TABLE customers ADD CONSTRAINT customers_tier_check\n"
@@ -254,6 +257,7 @@ class SetNotNullScan(Rule):
     name = "set-not-null-scan"
     summary = "SET NOT NULL on an existing column without a validated CHECK (col IS NOT NULL)"
     kinds = frozenset({"AlterTableStmt"})
+    alter_commands = frozenset({"AT_AddConstraint", "AT_SetNotNull"})
     squawk = ("adding-not-nullable-field",)
     bad = (
         Example("ALTER TABLE customers ALTER COLUMN tier SET NOT NULL;"),
@@ -324,6 +328,7 @@ class ExclusionConstraint(Rule):
     name = "exclusion-constraint"
     summary = "EXCLUDE constraint added to an existing table"
     kinds = frozenset({"AlterTableStmt"})
+    alter_commands = frozenset({"AT_AddConstraint"})
     bad = (Example("ALTER TABLE bookings ADD CONSTRAINT bookings_no_overlap\n"
                    "    EXCLUDE USING gist (room WITH =, during WITH &&);"),)
     good = (Example("CREATE TABLE bookings (room int, during tstzrange);\n"

@@ -212,11 +212,9 @@ class Context:
             self.enum_values_in_tx.add((name_key(node.get("typeName", [])), node["newVal"]))
 
     def _after_AlterTableStmt(self, node: Node) -> None:
-        # _nodes imports this module's keys and Context, so importing it at the top would be circular.
-        from lockgate.hooks.rules._nodes import alter_cmds
-
         table = relation_key(node.get("relation", {}))
-        for cmd in alter_cmds(node):
+        # Not _nodes.alter_cmds: _nodes imports this module, and an import per ALTER TABLE is dear.
+        for cmd in (item["AlterTableCmd"] for item in node.get("cmds", ()) if "AlterTableCmd" in item):
             subtype = cmd.get("subtype")
             definition = cmd.get("def", {})
             if subtype == "AT_AddColumn":

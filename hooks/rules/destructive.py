@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 from lockgate.hooks.locks import not_null_without_long_lock
 from lockgate.hooks.rules._nodes import (
+    ADDS_COLUMNS,
     SERIAL_TYPES,
     alter_cmds,
     base_type,
@@ -87,6 +88,7 @@ class BanDropColumn(Rule):
     name = "ban-drop-column"
     summary = "DROP COLUMN of an existing column: data loss, breaks running code"
     kinds = frozenset({"AlterTableStmt"})
+    alter_commands = frozenset({"AT_DropColumn"})
     squawk = ("ban-drop-column",)
     bad = (Example("ALTER TABLE customers DROP COLUMN email;"),)
     good = (Example("ALTER TABLE customers ADD COLUMN nickname text;\nALTER TABLE customers DROP COLUMN nickname;"),)
@@ -205,6 +207,7 @@ class BanDropCascade(Rule):
     name = "ban-drop-cascade"
     summary = "DROP … CASCADE of an existing object"
     kinds = frozenset({"DropStmt", "AlterTableStmt"})
+    alter_commands = frozenset({"AT_DropColumn", "AT_DropConstraint"})
     bad = (Example("DROP VIEW customer_totals CASCADE;"), Example("ALTER TABLE orders DROP COLUMN note CASCADE;"))
     good = (Example("DROP VIEW customer_totals;"),)
 
@@ -332,6 +335,7 @@ class AddingRequiredField(Rule):
     name = "adding-required-field"
     summary = "ADD COLUMN … NOT NULL without a default on an existing table"
     kinds = frozenset({"AlterTableStmt"})
+    alter_commands = ADDS_COLUMNS
     squawk = ("adding-required-field",)
     bad = (Example("ALTER TABLE customers ADD COLUMN tier text NOT NULL;"),)
     good = (
@@ -399,6 +403,11 @@ class BanDropObject(Rule):
             )
 
 
+# The ALTER COLUMN commands `_fill_change` reads.
+_FILL_COMMANDS = frozenset({"AT_ColumnDefault", "AT_DropExpression", "AT_DropIdentity", "AT_AddIdentity",
+                            "AT_SetIdentity"})
+
+
 class BreakingDefaultChange(Rule):
     """Changing how a column fills itself breaks INSERTs of the running app.
 
@@ -422,6 +431,7 @@ class BreakingDefaultChange(Rule):
     severity = Severity.WARNING
     summary = "DROP DEFAULT / DROP EXPRESSION / identity change on an existing column"
     kinds = frozenset({"AlterTableStmt"})
+    alter_commands = _FILL_COMMANDS
     squawk = ("ban-drop-default", "ban-drop-generated-expression", "ban-alter-identity")
     bad = (
         Example("ALTER TABLE orders ALTER COLUMN created_at DROP DEFAULT;"),

@@ -227,6 +227,7 @@ class RequireConcurrentPartitionDetach(Rule):
     name = "require-concurrent-partition-detach"
     summary = "DETACH PARTITION without CONCURRENTLY"
     kinds = frozenset({"AlterTableStmt"})
+    alter_commands = frozenset({"AT_DetachPartition"})
     squawk = ("require-concurrent-partition-detach",)
     bad = (Example("ALTER TABLE measurements DETACH PARTITION measurements_2023;"),)
     good = (

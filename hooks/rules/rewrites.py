@@ -14,7 +14,7 @@ from lockgate.hooks.locks import (
     generated_rewrite,
     vacuum_full,
 )
-from lockgate.hooks.rules._nodes import alter_cmds, existing_table
+from lockgate.hooks.rules._nodes import ADDS_COLUMNS, alter_cmds, existing_table
 from lockgate.hooks.rules.base import Example, Hit, Rule
 from lockgate.hooks.rules.context import Context, name_key, relation_key
 from lockgate.hooks.sqlmodel import Node, Statement
@@ -72,6 +72,7 @@ class ColumnTypeRewrite(Rule):
     name = "column-type-rewrite"
     summary = "ALTER COLUMN TYPE that rewrites the table"
     kinds = frozenset({"AlterTableStmt"})
+    alter_commands = frozenset({"AT_AlterColumnType"})
     squawk = ("changing-column-type",)
     bad = (
         Example("ALTER TABLE orders ALTER COLUMN id TYPE bigint;"),
@@ -155,6 +156,7 @@ class VolatileDefault(Rule):
     name = "volatile-default"
     summary = "ADD COLUMN with a volatile DEFAULT (any DEFAULT before PG11)"
     kinds = frozenset({"AlterTableStmt"})
+    alter_commands = ADDS_COLUMNS
     squawk = ("adding-field-with-default",)
     bad = (
         Example("ALTER TABLE events ADD COLUMN public_id uuid DEFAULT gen_random_uuid();"),
@@ -196,6 +198,7 @@ class GeneratedColumnRewrite(Rule):
     name = "generated-column-rewrite"
     summary = "ADD COLUMN serial / identity / stored generated on an existing table"
     kinds = frozenset({"AlterTableStmt"})
+    alter_commands = ADDS_COLUMNS
     squawk = ("adding-serial-primary-key-field", "adding-field-with-default", "ban-alter-generated-expression")
     bad = (
         Example("ALTER TABLE events ADD COLUMN seq bigserial;"),
@@ -236,6 +239,7 @@ class ConstrainedDomainColumn(Rule):
     name = "constrained-domain-column"
     summary = "ADD COLUMN of a domain type with a CHECK"
     kinds = frozenset({"AlterTableStmt"})
+    alter_commands = ADDS_COLUMNS
     bad = (Example("CREATE DOMAIN tier AS text CHECK (VALUE IN ('bronze', 'silver', 'gold'));\n"
                    "ALTER TABLE customers ADD COLUMN tier tier;"),)
     good = (Example("CREATE DOMAIN tier AS text;\nALTER TABLE customers ADD COLUMN tier tier;"),)
@@ -269,6 +273,7 @@ class RewritingAlterTable(Rule):
     name = "rewriting-alter-table"
     summary = "SET LOGGED/UNLOGGED, SET TABLESPACE, SET ACCESS METHOD, SET EXPRESSION"
     kinds = frozenset({"AlterTableStmt"})
+    alter_commands = frozenset(REWRITING_SUBCOMMANDS)
     squawk = ("ban-alter-generated-expression",)
     bad = (
         Example("ALTER TABLE events SET LOGGED;"),

@@ -14,7 +14,9 @@ from collections.abc import Iterator
 from pglast import parser
 
 from lockgate.hooks.rules._nodes import (
+    ADDS_COLUMNS,
     SERIAL_TYPES,
+    TYPES_COLUMNS,
     alter_cmds,
     base_type,
     column_defs,
@@ -77,6 +79,7 @@ class PreferBigintForKeys(Rule):
     severity = Severity.WARNING
     summary = "int/smallint/serial key column; use bigint"
     kinds = _COLUMN_KINDS
+    alter_commands = TYPES_COLUMNS
     file_kinds = UP_ONLY
     squawk = ("prefer-bigint-over-int", "prefer-bigint-over-smallint")
     bad = (
@@ -88,10 +91,14 @@ class PreferBigintForKeys(Rule):
     )
 
     def check(self, stmt: Statement, ctx: Context) -> Iterator[Hit | str]:
-        table_keys = _table_key_columns(stmt)
+        table_keys: set[str] | None = None  # read only once a column is a narrow integer: most are not
         for name, type_name, column in typed_columns(stmt):
             narrow = _NARROW_INTS.get(base_type(type_name))
-            if narrow and _is_key_column(name, type_name, column, table_keys):
+            if not narrow:
+                continue
+            if table_keys is None:
+                table_keys = _table_key_columns(stmt)
+            if _is_key_column(name, type_name, column, table_keys):
                 bigger = "bigserial" if "serial" in narrow else "bigint"
                 yield (f"key column {name} is {narrow} and runs out of values; declare it {bigger} now "
                        f"(changing it later rewrites the table)")
@@ -114,6 +121,7 @@ class PreferIdentity(Rule):
     severity = Severity.WARNING
     summary = "serial/bigserial column; use GENERATED … AS IDENTITY"
     kinds = _COLUMN_KINDS
+    alter_commands = ADDS_COLUMNS
     file_kinds = UP_ONLY
     squawk = ("prefer-identity",)
     bad = (Example("CREATE TABLE invoices (id bigserial PRIMARY KEY);"),)
@@ -144,6 +152,7 @@ class PreferTimestamptz(Rule):
     severity = Severity.WARNING
     summary = "timestamp without time zone column; use timestamptz"
     kinds = _COLUMN_KINDS
+    alter_commands = TYPES_COLUMNS
     file_kinds = UP_ONLY
     squawk = ("prefer-timestamp-tz",)
     bad = (Example("ALTER TABLE orders ADD COLUMN shipped_at timestamp;"),)
@@ -174,6 +183,7 @@ class PreferTextField(Rule):
     severity = Severity.WARNING
     summary = "varchar(n) column; use text with a CHECK on its length"
     kinds = _COLUMN_KINDS
+    alter_commands = TYPES_COLUMNS
     file_kinds = UP_ONLY
     squawk = ("prefer-text-field",)
     bad = (Example("CREATE TABLE coupons (id bigint PRIMARY KEY, code varchar(32));"),)
@@ -203,6 +213,7 @@ class BanCharField(Rule):
     severity = Severity.WARNING
     summary = "char(n)/character column; use text"
     kinds = _COLUMN_KINDS
+    alter_commands = TYPES_COLUMNS
     file_kinds = UP_ONLY
     squawk = ("ban-char-field",)
     bad = (Example("CREATE TABLE countries (code char(2) PRIMARY KEY);"),)

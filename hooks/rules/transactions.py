@@ -116,6 +116,7 @@ class NonTransactionalInTransaction(Rule):
         "CreateSubscriptionStmt", "CreatedbStmt", "DropdbStmt", "CreateTableSpaceStmt", "DropTableSpaceStmt",
         "AlterSystemStmt",
     })
+    alter_commands = frozenset({"AT_DetachPartition"})
     squawk = ("ban-concurrent-index-creation-in-transaction",)
     bad = (Example("BEGIN;\nCREATE INDEX CONCURRENTLY orders_created_at_idx ON orders (created_at);\nCOMMIT;"),)
     good = (Example("-- lockgate:no-transaction\n"
