@@ -112,27 +112,36 @@ def _unique_lookup(where: Node, in_plpgsql: bool, keys: tuple[frozenset[str], ..
     return any(key and (key <= equal or (len(key) == 1 and key <= listed)) for key in keys)
 
 
-def bounded(where: Node | None, in_plpgsql: bool = False, keys: tuple[frozenset[str], ...] = ()) -> bool:
+def bounded(where: Node | None, in_plpgsql: bool = False, keys: tuple[frozenset[str], ...] = (),
+            text: str | None = None) -> bool:
     """Whether a WHERE clause limits the change to a few rows the author chose.
 
     It does when a conjunct pins a key-named column (`id`, `*_id`, `uuid`, `*_uuid`) to values,
     bounds one from both sides with values, or selects the rows with a LIMIT sub-select; an
     OR is bounded when every branch is. Equality on other columns (`status = 'trial'`) is not:
-    without the catalog the linter cannot know it is selective.
+    without the catalog the linter cannot know it is selective. `text`, the statement's, lets
+    the LIMIT check skip the tree walk.
     """
     if not where:
         return False
-    if has_limit(where) or (keys and _unique_lookup(where, in_plpgsql, keys)):
+    return has_limit(where, text) or _bounded(where, in_plpgsql, keys)
+
+
+def _bounded(where: Node | None, in_plpgsql: bool, keys: tuple[frozenset[str], ...]) -> bool:
+    """`bounded` where no LIMIT sub-select is below (none can be in a part when the whole has none)."""
+    if not where:
+        return False
+    if keys and _unique_lookup(where, in_plpgsql, keys):
         return True
     bool_expr = where.get("BoolExpr")
     if bool_expr is None:
         return _pins_key(where, in_plpgsql)
     args = bool_expr.get("args", [])
     if bool_expr.get("boolop") == "OR_EXPR":
-        return bool(args) and all(bounded(a, in_plpgsql, keys) for a in args)
+        return bool(args) and all(_bounded(a, in_plpgsql, keys) for a in args)
     if bool_expr.get("boolop") != "AND_EXPR":
         return False
-    if any(bounded(a, in_plpgsql, keys) for a in args):
+    if any(_bounded(a, in_plpgsql, keys) for a in args):
         return True
     bounds = {b for b in (_range_bound(a, in_plpgsql) for a in args) if b}
     return any(("upper", column) in bounds for side, column in bounds if side == "lower")
@@ -220,11 +229,11 @@ class RequireBatchedUpdate(Rule):
             if (stmt.batch is not None and not in_with) or ctx.is_new(relation):
                 continue
             where = node.get("whereClause")
-            if bounded(where, in_plpgsql):
+            if bounded(where, in_plpgsql, text=stmt.text):
                 continue
             # The set's unique keys are read only when the key names alone do not settle it and
             # some column is pinned to a value: the model costs a replay of the earlier migrations.
-            if where and any(_pinned(where, in_plpgsql)) and bounded(where, in_plpgsql, ctx.unique_keys(relation)):
+            if where and any(_pinned(where, in_plpgsql)) and _bounded(where, in_plpgsql, ctx.unique_keys(relation)):
                 continue
             change = f"{verb} of {table_name(relation)}" + (" in a WITH" if in_with else "")
             in_function = stmt.parent is not None and stmt.parent.kind == "CreateFunctionStmt"
@@ -310,7 +319,9 @@ class UnboundedInsertSelect(Rule):
         if ctx.sql is None or not ctx.sql.runs(stmt):
             return
         select = stmt.node.get("selectStmt", {}).get("SelectStmt")
-        if not select or "limitCount" in select or bounded(select.get("whereClause"), stmt.parent is not None):
+        if not select or "limitCount" in select:
+            return
+        if bounded(select.get("whereClause"), stmt.parent is not None, text=stmt.text):
             return
         ctes = {c.get("CommonTableExpr", {}).get("ctename") for c in stmt.node.get("withClause", {}).get("ctes", [])}
         sources = [
