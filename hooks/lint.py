@@ -31,10 +31,6 @@ _KIND = re.compile(r"\.(up|down|validate)\.sql$")
 # Below this many files forking workers costs more than it saves: bench/lint's sweep puts the break-even
 # near 128 files on 2 idle CPUs (later, near 250, when another process keeps a CPU busy).
 _PARALLEL_FROM = 128
-# The share of this process against a child's. It lints the first migrations of a set, which it also
-# replays into the schema model (a child starts past them, where nothing is replayed unless a rule asks),
-# then gathers and prints every finding: 15 % more time per migration at 1,000 files (bench/lint).
-_FIRST_SHARE = 0.85
 
 
 @cache
@@ -199,11 +195,11 @@ def _lint_groups(groups: Sequence[tuple[Path, ...]], pg_version: int) -> list[Fi
 
 
 def _split(groups: Sequence[tuple[Path, ...]], parts: int) -> list[Sequence[tuple[Path, ...]]]:
-    """`parts` contiguous shares by bytes of SQL, which lint time follows; the first share, this
-    process's, is smaller by `_FIRST_SHARE`, as the slowest share decides the wall time."""
+    """`parts` contiguous shares of about the same number of bytes of SQL: lint time follows it, and
+    the slowest share decides the wall time."""
     sizes = list(accumulate(sum(_size(p) for p in group) for group in groups))
-    unit = (sizes[-1] if sizes else 0) / (parts - 1 + _FIRST_SHARE)
-    cuts = [min(bisect_left(sizes, unit * (i - 1 + _FIRST_SHARE)) + 1, len(groups)) for i in range(1, parts)]
+    total = sizes[-1] if sizes else 0
+    cuts = [min(bisect_left(sizes, total * i / parts) + 1, len(groups)) for i in range(1, parts)]
     return [groups[a:b] for a, b in pairwise([0, *cuts, len(groups)])]
 
 

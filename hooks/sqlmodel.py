@@ -58,6 +58,8 @@ _CHUNK_END = re.compile(r";[ \t]*\r?\n")
 _RECENT: OrderedDict[Statement, Node] = OrderedDict()
 _RECENT_SIZE = 4
 
+# Statements whose body may be PL/pgSQL.
+_BODY_KINDS = frozenset({"DoStmt", "CreateFunctionStmt"})
 # PL/pgSQL statements that matter to the rules besides embedded SQL.
 _PLPGSQL_KINDS = {
     "PLpgSQL_stmt_commit",
@@ -255,6 +257,8 @@ class _Lines(Sequence[str]):
 
 def _attached(directives: dict[int, Directive], lines: Sequence[str], first_line: int) -> tuple[Directive, ...]:
     """Directives on the run of comment lines directly above `first_line`."""
+    if not directives:  # most files: nothing to look for
+        return ()
     found: list[Directive] = []
     n = first_line - 1
     while n >= 1 and lines[n - 1].lstrip().startswith("--"):
@@ -270,13 +274,8 @@ def _attached(directives: dict[int, Directive], lines: Sequence[str], first_line
 
 
 def _plpgsql_body(kind: str, node: Node) -> str | None:
-    """The PL/pgSQL source of a DO block or function, or None for other languages."""
-    if kind == "DoStmt":
-        options = node.get("args", [])
-    elif kind == "CreateFunctionStmt":
-        options = node.get("options", [])
-    else:
-        return None
+    """The PL/pgSQL source of a DO block or function (`kind` in _BODY_KINDS), or None for other languages."""
+    options = node.get("args" if kind == "DoStmt" else "options", [])
     language, body = "plpgsql", None
     for item in options:
         elem = item.get("DefElem", {})
@@ -313,7 +312,8 @@ class _Parser:
             for raw in raws:
                 stmt, node = self.top_level(raw, byte_at, keep=not large)
                 statements.append(stmt)
-                nested.extend(self.inside(stmt, node))
+                if stmt.kind in _BODY_KINDS:
+                    nested.extend(self.inside(stmt, node))
                 if large:
                     _remember(stmt, node)
         return SqlFile(

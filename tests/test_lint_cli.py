@@ -272,9 +272,8 @@ def test_workers_get_contiguous_shares_of_about_the_same_size(tmp_path: Path) ->
     shares = lint._split(groups, 2)
     assert [g for share in shares for g in share] == groups  # every file once, in order
     assert [len(share) for share in shares] == [1, 60]  # by count it would have been 31 and 30
-    # Equal files: this process's share is the smaller one (it also gathers the findings).
-    assert [len(share) for share in lint._split(groups[1:], 2)] == [28, 32]
-    assert [len(share) for share in lint._split(groups[1:], 3)] == [18, 21, 21]
+    assert [len(share) for share in lint._split(groups[1:], 2)] == [30, 30]
+    assert [len(share) for share in lint._split(groups[1:], 3)] == [20, 20, 20]
 
 
 def test_lint_never_follows_a_symbolic_link_out_of_the_repository(tmp_path: Path) -> None:

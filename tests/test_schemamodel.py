@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from lockgate.hooks.schemamodel import SchemaModel
-from lockgate.hooks.sqlmodel import parse_sql
+from lockgate.hooks.sqlmodel import SqlFile, parse_sql
 
 LONG = "a_table_name_that_is_long_enough_to_be_truncated_by_postgresql_x"
 SETUP = f"""
@@ -111,3 +112,46 @@ def test_unique_keys_and_types_follow_the_set() -> None:
     assert type_name is not None and type_name["names"][-1]["String"]["sval"] == "int8"
     n = model.column_type("t", "n")
     assert n is not None and n["names"][-1]["String"]["sval"] == "int4"  # serial is stored as integer
+
+
+def _lint_counting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, asks_at: int | None) -> tuple[
+        list[str], list[str], int]:
+    """Lint a set of 30 migrations in one process: (rules that fired, the ups read again from disk for the
+    model, how many ups were replayed into it)."""
+    from lockgate.hooks import setschema
+    from lockgate.hooks.lint import lint_paths
+
+    tmp_path.mkdir()
+    (tmp_path / "00_t.up.sql").write_text("CREATE TABLE t (id bigint PRIMARY KEY, c varchar(10));\n")
+    for n in range(1, 30):
+        sql = "ALTER TABLE t ALTER COLUMN c TYPE varchar(20);\n" if n == asks_at else f"COMMENT ON TABLE t IS '{n}';\n"
+        (tmp_path / f"{n:02d}_m.up.sql").write_text(sql)
+    loaded: list[str] = []
+    replayed: list[SqlFile] = []
+    real_parsed, real_replay = setschema._parsed, SchemaModel.replay
+
+    def parsed(path: Path) -> SqlFile | None:
+        loaded.append(path.name)
+        return real_parsed(path)
+
+    def replay(model: SchemaModel, sql: SqlFile) -> None:
+        replayed.append(sql)
+        real_replay(model, sql)
+
+    monkeypatch.setattr(setschema, "_parsed", parsed)
+    monkeypatch.setattr(SchemaModel, "replay", replay)
+    findings = lint_paths(sorted(tmp_path.glob("*.sql")), pg_version=15).findings
+    return [f.rule for f in findings], loaded, len(replayed)
+
+
+def test_the_model_is_built_only_once_a_rule_asks_and_each_up_is_read_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No rule asks (only varchar(10) is flagged): no up is read again and none is replayed.
+    assert _lint_counting(tmp_path / "none", monkeypatch, None) == (["LG704"], [], 0)
+    # ALTER COLUMN TYPE asks for the column's type: the 20 ups before it are read once, the later ones
+    # are replayed as the linter parses them; the model knows c was varchar(10), so widening it is no
+    # rewrite (without the model it is LG301).
+    rules, loaded, replayed = _lint_counting(tmp_path / "asks", monkeypatch, 20)
+    assert loaded == [f"{n:02d}_{'t' if n == 0 else 'm'}.up.sql" for n in range(20)]
+    assert (rules, replayed) == (["LG704", "LG704"], 30)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import platform
 import resource
@@ -31,11 +30,12 @@ import corpus
 import coverage
 from pglast import parser
 
-from lockgate.hooks import lint
+from lockgate.hooks import lint, sqlmodel
 from lockgate.hooks.lint import all_rules, lint_sql
 from lockgate.hooks.rules.base import Hit, Rule
 from lockgate.hooks.rules.context import Context
 from lockgate.hooks.rules.squawk_map import NOT_COVERED
+from lockgate.hooks.schemamodel import SchemaModel
 from lockgate.hooks.settings import DEFAULT_PG_VERSION
 from lockgate.hooks.sqlmodel import SqlFile, Statement, parse_sql
 
@@ -43,9 +43,11 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 DEFAULT_CASES = ROOT.parent / "shared" / "reference" / "squawk-cases.json"
 SECTION = "## Lint"
+# The console script's own function (`entry`, or `main` in revisions before it), run as `lockgate` is.
+_CONSOLE = ("from lockgate.controller import cli; "
+            "cli.entry() if hasattr(cli, 'entry') else sys.exit(cli.main())")
 # lockgate with its parallel threshold set: never (one process) or always (workers from 1 migration).
-_WITH_THRESHOLD = ("import sys; from lockgate.hooks import lint; lint._PARALLEL_FROM = {}; "
-                   "from lockgate.controller.cli import main; sys.exit(main())")
+_WITH_THRESHOLD = "import sys; from lockgate.hooks import lint; lint._PARALLEL_FROM = {}; " + _CONSOLE
 _ONE_PROCESS = _WITH_THRESHOLD.format(10**9)
 _ALWAYS_WORKERS = _WITH_THRESHOLD.format(1)
 SWEEP = (64, 128, 192, 256, 384)
@@ -110,8 +112,7 @@ def _installed_view(tmp: Path, source: Path = ROOT) -> Path:
 def _plain_command(view: Path) -> list[str]:
     """`lockgate` from `view`, with site-packages but without the editable install's hook (`python -S`)."""
     site = next(p for p in sys.path if p.endswith("site-packages"))
-    return [sys.executable, "-S", "-c", f"import sys; sys.path[:0] = [{str(view)!r}, {site!r}]; "
-            "from lockgate.controller.cli import main; sys.exit(main())"]
+    return [sys.executable, "-S", "-c", f"import sys; sys.path[:0] = [{str(view)!r}, {site!r}]; " + _CONSOLE]
 
 
 def against_report(tmp: Path, rev: str, runs: int) -> list[str]:
@@ -213,13 +214,16 @@ def timing_report(tmp: Path, runs: int) -> list[str]:
         "multiprocessing, importlib.metadata, hashlib, dataclasses (with inspect, ast, dis) nor argparse (with "
         "gettext; the lint command reads a plain command line itself) (tests/test_lint_cli.py asserts it); its "
         "records are slotted classes written out; rules are found by listing the rules directory (no pkgutil); "
-        "cyclic GC is off while the command's modules import; statements "
-        "are dispatched only to rules for their kind and file kind. Above the threshold the migrations are split "
-        "into one contiguous share per usable CPU; the parent lints the first share while forked children (which "
-        "inherit the imported rules) lint the rest, one task and one pickled result per child. In one process, "
-        "the rules' `check` methods take the largest share, then building the SQL model and `json.loads` of the "
-        "parse trees; PostgreSQL's parser "
-        "itself is a small part (phases below).", "",
+        "cyclic GC is off while the command's modules import; statements are dispatched only to rules for their "
+        "kind and file kind, and an ALTER TABLE only to the rules that speak of one of its subcommands "
+        "(`alter_commands`; tests/test_alter_dispatch.py proves the others had nothing to say); `lockgate lint` "
+        "ends its process once the output is flushed, without the interpreter's teardown. Above the threshold "
+        "the trees are decoded by orjson, and the migrations are split into one contiguous share per usable "
+        "CPU, by bytes of SQL; this process lints the first share while forked children (which inherit the "
+        "imported rules, no pool) lint the rest and send their findings back as plain values through a pipe, "
+        "once. The set's schema model is replayed only once a rule asks for it. In one process, the rules' "
+        "`check` methods take the largest share, then the SQL model and decoding the parse trees; PostgreSQL's "
+        "parser itself is a small part (phases below).", "",
         "Where one process spends its CPU on the 1,000 files (in-process, best of 3):", "",
         "| phase | CPU ms |", "| --- | ---: |", *phases(many), "",
     ]
@@ -244,16 +248,19 @@ def phases(paths: list[Path]) -> list[str]:
             gc.enable()
         return min(times) * 1000
 
+    sqlmodel.decode_in_bulk()  # as `lockgate lint` does for this many files
     c_parse = best(lambda: [parser.parse_sql_json(t) for _, t in texts])
-    decode = best(lambda: [json.loads(parser.parse_sql_json(t)) for _, t in texts]) - c_parse
+    decode = best(lambda: [sqlmodel._loads(parser.parse_sql_json(t)) for _, t in texts]) - c_parse
     model = best(lambda: [parse_sql(p, t) for p, t in texts]) - c_parse - decode
     parsed = [parse_sql(p, t) for p, t in texts]
+    replay = best(lambda: [SchemaModel().replay(sql) for sql in parsed])
     rules = best(lambda: [lint_sql(sql, pg_version=DEFAULT_PG_VERSION) for sql in parsed])
     slowest = ", ".join(f"{code} {ms:.0f} ms" for code, ms in rule_costs(parsed)[:5])
     return [
         f"| PostgreSQL's parser (`pglast.parser.parse_sql_json`, C) | {c_parse:.0f} |",
-        f"| `json.loads` of the parse trees | {decode:.0f} |",
+        f"| decoding the parse trees (orjson) | {decode:.0f} |",
         f"| SQL model (positions, directives, PL/pgSQL bodies and their statements) | {model:.0f} |",
+        f"| schema model, when a rule asks for it (each migration replayed into the set's model) | {replay:.0f} |",
         f"| rules and context (`lint_sql`); costliest rules: {slowest} | {rules:.0f} |",
     ]
 
