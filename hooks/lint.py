@@ -220,8 +220,10 @@ def _lint_in_parallel(groups: Sequence[tuple[Path, ...]], pg_version: int, worke
     import pickle
 
     first, *rest = _split(groups, workers)
-    children = [_fork(share, pg_version) for share in rest]
+    children: list[tuple[int, int]] = []
     try:
+        for share in rest:
+            children.append(_fork(share, pg_version, [pipe for _, pipe in children]))
         findings = _lint_groups(first, pg_version)
         for (_, pipe), share in zip(children, rest, strict=True):
             with os.fdopen(pipe, "rb", closefd=False) as reader:
@@ -239,9 +241,10 @@ def _lint_in_parallel(groups: Sequence[tuple[Path, ...]], pg_version: int, worke
     return findings
 
 
-def _fork(share: Sequence[tuple[Path, ...]], pg_version: int) -> tuple[int, int]:
+def _fork(share: Sequence[tuple[Path, ...]], pg_version: int, siblings: list[int]) -> tuple[int, int]:
     """(pid, read end of its pipe) of a child that lints `share` and writes the pickled findings, or the
-    exception it met, to the pipe."""
+    exception it met, to the pipe. `siblings` are the read ends of the children before it, which it closes:
+    an older child must see a broken pipe once the parent closes its end."""
     import pickle
 
     read, write = os.pipe()
@@ -249,7 +252,8 @@ def _fork(share: Sequence[tuple[Path, ...]], pg_version: int) -> tuple[int, int]
     if pid:
         os.close(write)
         return pid, read
-    os.close(read)
+    for fd in (read, *siblings):
+        os.close(fd)
     try:
         outcome: object = _to_wire(_lint_groups(share, pg_version))
     except BaseException as exc:  # handed to the parent, which raises it

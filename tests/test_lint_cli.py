@@ -206,9 +206,10 @@ def test_many_files_in_parallel_match_one_process(tmp_path: Path, monkeypatch: p
     assert len([f for f in pooled.findings if f.rule == "LG101"]) == 7
 
 
-@pytest.mark.parametrize("broken", ["000", "011"])  # in this process's share, in a child's
+@pytest.mark.parametrize("workers", [2, 3])
+@pytest.mark.parametrize("broken", ["000", "005", "011"])  # in this process's share, in the first child's, the last
 def test_a_share_that_fails_fails_the_lint_and_leaves_no_process_behind(
-    broken: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    broken: str, workers: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     paths = []
     for n in range(12):
@@ -228,10 +229,10 @@ def test_a_share_that_fails_fails_the_lint_and_leaves_no_process_behind(
 
     monkeypatch.setattr(lint, "_lint_group", failing)
     monkeypatch.setattr(os, "fork", fork)
-    monkeypatch.setattr(lint, "_PARALLEL_FROM", 2)
+    monkeypatch.setattr(lint, "_workers", lambda files, groups: workers)
     with pytest.raises(ValueError, match=f"cannot lint {broken}_m.up.sql"):
         lint_paths(paths, pg_version=15)
-    assert children
+    assert len(children) == workers - 1
     for pid in children:  # each one waited for: none left running or unreaped
         with pytest.raises(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
