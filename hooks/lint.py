@@ -6,6 +6,7 @@ rollback that drops the up's own objects is not called destructive.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import re
@@ -302,6 +303,15 @@ def lint_paths(paths: Sequence[Path], *, pg_version: int) -> LintResult:
     workers = _workers(len(paths), len(groups))
     if len(paths) >= _PARALLEL_FROM:
         decode_in_bulk()
-    found = _lint_in_parallel(groups, pg_version, workers) if workers > 1 else _lint_groups(groups, pg_version)
+    # Linting makes millions of dicts and next to no reference cycles (a file's trees go, by reference
+    # counting, once it is linted), so the cyclic collector, woken every 700 allocations, only walks them:
+    # 2 % of a 1,000-file lint. It is back on when linting ends.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        found = _lint_in_parallel(groups, pg_version, workers) if workers > 1 else _lint_groups(groups, pg_version)
+    finally:
+        if collecting:
+            gc.enable()
     findings = sorted(found, key=lambda f: (str(f.path), f.line, f.column, f.rule))
     return LintResult(findings, bad_input=any(f.rule == SYNTAX_RULE[0] for f in findings))
