@@ -73,32 +73,20 @@ _PLPGSQL_KINDS = {
 class Statement:
     """One statement: a top-level one, or one inside a DO block or function body. Equal only to itself."""
 
-    __slots__ = ("column", "directives", "end_line", "kind", "line", "parent", "text", "tree")
+    __slots__ = ("column", "directives", "end_line", "kind", "line", "node", "parent", "text")
 
-    def __init__(self, kind: str, tree: Node | None, text: str, line: int, column: int, end_line: int,
+    def __init__(self, kind: str, node: Node, text: str, line: int, column: int, end_line: int,
                  directives: tuple[Directive, ...] = (), parent: Statement | None = None) -> None:
         self.kind = kind  # parse-tree node name, e.g. "AlterTableStmt" or "PLpgSQL_stmt_commit"
-        self.tree = tree  # the node's fields as libpg_query gives them; None in a large file (see `node`)
+        # The node's fields as libpg_query gives them. A plain attribute: the rules read it some 15
+        # times per statement, and a property costs each read a call.
+        self.node = node
         self.text = text
         self.line = line
         self.column = column
         self.end_line = end_line
         self.directives = directives
         self.parent = parent  # the DO/CREATE FUNCTION whose body holds this one
-
-    @property
-    def node(self) -> Node:
-        """The statement's parse tree (in a large file, parsed again from its text; `location`s are then
-        relative to the statement, which nothing reads)."""
-        if self.tree is not None:
-            return self.tree
-        node = _RECENT.get(self)
-        if node is None:
-            (raw,) = _loads(parser.parse_sql_json(self.text))["stmts"]
-            node = _remember(self, raw["stmt"][self.kind])
-        else:
-            _RECENT.move_to_end(self)
-        return node
 
     @property
     def batch(self) -> Batch | None:
@@ -109,6 +97,27 @@ class Statement:
     @property
     def ignored_rules(self) -> frozenset[str]:
         return frozenset(r for d in self.directives if isinstance(d, Ignore) for r in d.rules)
+
+
+class _Reparsed(Statement):
+    """A top-level statement of a large file, which keeps no tree: it is parsed again from the statement's
+    text when read, the last few kept (`location`s are then relative to the statement, which nothing reads)."""
+
+    __slots__ = ()
+
+    @property
+    def node(self) -> Node:
+        node = _RECENT.get(self)
+        if node is None:
+            (raw,) = _loads(parser.parse_sql_json(self.text))["stmts"]
+            node = _remember(self, raw["stmt"][self.kind])
+        else:
+            _RECENT.move_to_end(self)
+        return node
+
+    @node.setter
+    def node(self, node: Node) -> None:  # the tree from the file's own parse: kept while among the last few read
+        _remember(self, node)
 
 
 def _remember(stmt: Statement, node: Node) -> Node:
@@ -314,8 +323,6 @@ class _Parser:
                 statements.append(stmt)
                 if stmt.kind in _BODY_KINDS:
                     nested.extend(self.inside(stmt, node))
-                if large:
-                    _remember(stmt, node)
         return SqlFile(
             path=self.path,
             text=self.text,
@@ -367,15 +374,8 @@ class _Parser:
         text = self.pos.text_of_bytes(start, start + length).strip()
         line, column = self.pos.from_byte(start)
         end_line = self.pos.line_from_byte(start + length)
-        return Statement(
-            kind=kind,
-            tree=node if keep else None,
-            text=text,
-            line=line,
-            column=column,
-            end_line=end_line,
-            directives=_attached(self.directives, self.lines, line),
-        ), node
+        kept = Statement if keep else _Reparsed
+        return kept(kind, node, text, line, column, end_line, _attached(self.directives, self.lines, line)), node
 
     def inside(self, stmt: Statement, node: Node) -> list[Statement]:
         body = _plpgsql_body(stmt.kind, node)
@@ -425,7 +425,7 @@ class _Parser:
         column = at + 1 if at >= 0 else len(line_text) - len(line_text.lstrip()) + 1
         return Statement(
             kind=kind,
-            tree=node,
+            node=node,
             text=text,
             line=line,
             column=column,

@@ -88,7 +88,7 @@ def lockgate_batched(settings: Settings, directive: str | None = None) -> Varian
     assert statement.batch is not None
     if directive is not None:
         batch = parse_directive(f"{PREFIX}batch {directive}", TIER, statement.batch.line)
-        statement = Statement(statement.kind, statement.tree, statement.text, statement.line, statement.column,
+        statement = Statement(statement.kind, statement.node, statement.text, statement.line, statement.column,
                               statement.end_line, (batch,), statement.parent)
 
     def run(dsn: str) -> Trace:
