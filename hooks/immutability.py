@@ -17,22 +17,14 @@ from typing import Any
 
 from lockgate.hooks.migrationset import FILE_NAME
 from lockgate.hooks.rules.base import Finding, Severity
-from lockgate.hooks.settings import environment, pyproject_table
 
 APPLIED_EDITED = ("LG905", "applied-migration-edited")
-DEFAULT_BRANCH = "main"
 
 
 @dataclass(slots=True)
 class Immutability:
     findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-
-def configured_branch(cwd: Path) -> str:
-    """LOCKGATE_BRANCH, else `branch` in [tool.lockgate], else main."""
-    env = environment().get("branch")
-    return env or str(pyproject_table(cwd)[1].get("branch", DEFAULT_BRANCH))
 
 
 def first_difference(old: bytes, new: bytes) -> int:

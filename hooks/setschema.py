@@ -15,6 +15,7 @@ from pathlib import Path
 from lockgate.hooks.errors import InputError
 from lockgate.hooks.migrationset import FILE_NAME, MigrationFile, MigrationSet, decode, version_sort_key
 from lockgate.hooks.schemamodel import SchemaView, SetHistory
+from lockgate.hooks.settings import configured_branch
 from lockgate.hooks.sqlmodel import SqlFile, parse_sql
 
 
@@ -41,8 +42,6 @@ def _git(directory: Path, *args: str) -> str | None:
 def _base_versions(directory: Path) -> frozenset[str] | None:
     """Versions of the migrations under `directory` on the base branch (`origin/<branch>`, else
     `<branch>`, as `lockgate check` compares with); None when there is no base to compare with."""
-    from lockgate.hooks.immutability import configured_branch
-
     branch = configured_branch(Path.cwd())
     for ref in (f"origin/{branch}", branch):
         if _git(directory, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}") is None:

@@ -18,6 +18,7 @@ from lockgate.hooks.records import Record
 
 ENV_PREFIX = "LOCKGATE_"
 DEFAULT_PG_VERSION = 15
+DEFAULT_BRANCH = "main"
 SUPPORTED_PG_VERSIONS = range(10, 19)
 
 
@@ -42,6 +43,12 @@ def pyproject_table(start: Path) -> tuple[Path | None, dict[str, Any]]:
         raise InputError.at(path, getattr(exc, "lineno", 1), getattr(exc, "colno", 1), str(exc)) from None
     table = data.get("tool", {}).get("lockgate", {})
     return path, {k.replace("-", "_"): v for k, v in table.items()}
+
+
+def configured_branch(cwd: Path) -> str:
+    """LOCKGATE_BRANCH, else `branch` in [tool.lockgate], else main."""
+    env = environment().get("branch")
+    return env or str(pyproject_table(cwd)[1].get("branch", DEFAULT_BRANCH))
 
 
 def environment(env: Mapping[str, str] | None = None) -> dict[str, str]:

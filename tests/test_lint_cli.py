@@ -153,8 +153,15 @@ def test_a_bad_setting_in_pyproject_names_its_line(project: Path) -> None:
     ])
 
 
-def test_lint_path_imports_nothing_heavy(project: Path) -> None:
+@pytest.mark.parametrize("in_a_set", [False, True])
+def test_lint_path_imports_nothing_heavy(project: Path, in_a_set: bool) -> None:
     name = write(project, "1_index.up.sql", UNSAFE_UP)
+    if in_a_set:  # a second migration in a git checkout: lint asks git which migrations are new
+        subprocess.run(["git", "init", "-q", "-b", "main"], cwd=project, check=True)
+        subprocess.run(["git", "add", "-A"], cwd=project, check=True)
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one"], cwd=project,
+                       check=True)
+        name = write(project, "2_alter.up.sql", "ALTER TABLE orders ALTER COLUMN total TYPE bigint;\n")
     probe = (
         "import sys\n"
         "from lockgate.controller.cli import main\n"

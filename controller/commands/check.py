@@ -8,9 +8,8 @@ from pathlib import Path
 from lockgate.controller.commands.common import add_dir
 from lockgate.hooks.check import check
 from lockgate.hooks.errors import UsageError
-from lockgate.hooks.immutability import configured_branch
 from lockgate.hooks.report import FORMATS
-from lockgate.hooks.settings import lint_settings
+from lockgate.hooks.settings import configured_branch, lint_settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
