@@ -44,13 +44,12 @@ def _base_versions(directory: Path) -> frozenset[str] | None:
     `<branch>`, as `lockgate check` compares with); None when there is no base to compare with."""
     branch = configured_branch(Path.cwd())
     for ref in (f"origin/{branch}", branch):
-        if _git(directory, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}") is None:
-            continue
-        listing = _git(directory, "ls-tree", "--name-only", ref, "./")
-        if listing is None:
-            return None
-        return frozenset(m["version"] for line in listing.splitlines()
-                         if (m := FILE_NAME.match(line.rpartition("/")[2])))
+        # One git process a candidate (a pre-commit lint waits for each): listing a ref that is not there
+        # fails, as asking for it would.
+        listing = _git(directory, "ls-tree", "--name-only", f"{ref}^{{commit}}", "./")
+        if listing is not None:
+            return frozenset(m["version"] for line in listing.splitlines()
+                             if (m := FILE_NAME.match(line.rpartition("/")[2])))
     return None
 
 

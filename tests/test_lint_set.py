@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gitrepos import Clone, Origin
+from tests.gitrepos import MIGRATIONS, Clone, Origin
 
 LOCKGATE = Path(sys.executable).with_name("lockgate")
 
@@ -97,3 +97,22 @@ def test_copies_and_partitions_take_their_types_and_keys_from_the_set(dev: Clone
     # The copy knows `kind` was varchar(16) (to text: no rewrite) and that `id` is its key; the
     # partition knows its parent's key; only the range delete changes an unbounded set of rows.
     assert lint(dev.path, "migrations/20240102000001_use_them.up.sql") == ["20240102000001_use_them.up.sql: LG401"]
+
+
+def test_the_base_is_origin_s_branch_else_the_local_one_else_there_is_none(
+    dev: Clone, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lockgate.hooks.setschema import _base_versions
+
+    dev.add_migration("20240102000000", "create_audit", up="CREATE TABLE audit (id bigint PRIMARY KEY);\n")
+    directory = dev.path / MIGRATIONS
+    monkeypatch.chdir(dev.path)
+    assert _base_versions(directory) == {"20240101000000"}  # origin/main: the feature's commit is not there
+    dev.git("branch", "--quiet", "-D", "main")
+    dev.git("branch", "--quiet", "main", "HEAD")  # a local main that has the feature's migration
+    dev.git("update-ref", "-d", "refs/remotes/origin/main")
+    assert _base_versions(directory) == {"20240101000000", "20240102000000"}
+    dev.git("branch", "--quiet", "-m", "main", "elsewhere")
+    assert _base_versions(directory) is None  # no base to compare with: nothing counts as pending
+    (tmp_path / "loose").mkdir()
+    assert _base_versions(tmp_path / "loose") is None  # not a git checkout at all
