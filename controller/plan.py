@@ -25,7 +25,7 @@ from lockgate.controller.steps import Mode, is_atomic, split
 from lockgate.hooks import locks
 from lockgate.hooks.migrationset import Migration, MigrationSet
 from lockgate.hooks.rules.context import relation_key
-from lockgate.hooks.sqlmodel import Statement
+from lockgate.hooks.sqlmodel import Statement, alter_table_cmds
 
 
 class PlannedLock(BaseModel):
@@ -95,8 +95,7 @@ class _Catalog:
             return {}
         table = relation_key(stmt.node.get("relation", {}))
         found: dict[tuple[str, str], locks.SqlType] = {}
-        for item in stmt.node.get("cmds", []):
-            cmd = item.get("AlterTableCmd", {})
+        for cmd in alter_table_cmds(stmt.node):
             if cmd.get("subtype") != "AT_AlterColumnType":
                 continue
             row = self.conn.execute(

@@ -30,7 +30,7 @@ from typing import Any
 from lockgate.hooks.rules.base import Finding, Severity
 from lockgate.hooks.rules.context import name_key, relation_key
 from lockgate.hooks.schemamodel import SchemaModel, SchemaView
-from lockgate.hooks.sqlmodel import Node, SqlFile, Statement, qualified_names, walk_nodes
+from lockgate.hooks.sqlmodel import Node, SqlFile, Statement, alter_table_cmds, qualified_names, walk_nodes
 
 COVERAGE = ("LG903", "rollback-coverage")
 # id() of a Constraint or IndexStmt node -> the name PostgreSQL gives it (SchemaModel.apply).
@@ -356,8 +356,7 @@ def _alter_table_cmd(table: str, cmd: Node, implicit: Implicit) -> list[Effect]:
 
 def _alter_table(node: Node, implicit: Implicit) -> list[Effect]:
     table = relation_key(node.get("relation", {}))
-    cmds = (item.get("AlterTableCmd", {}) for item in node.get("cmds", []))
-    return [e for cmd in cmds for e in _alter_table_cmd(table, cmd, implicit)]
+    return [e for cmd in alter_table_cmds(node) for e in _alter_table_cmd(table, cmd, implicit)]
 
 
 def _rename(node: Node) -> list[Effect]:

@@ -20,6 +20,7 @@ from lockgate.hooks import rules as rules_package
 from lockgate.hooks.errors import InputError
 from lockgate.hooks.migrationset import decode
 from lockgate.hooks.records import Record
+from lockgate.hooks.rules._nodes import alter_cmds
 from lockgate.hooks.rules.base import ANY_STATEMENT, Finding, Hit, Rule, Severity
 from lockgate.hooks.rules.context import Context
 from lockgate.hooks.schemamodel import SchemaView
@@ -81,9 +82,7 @@ def _alter_rules(file: str, commands: frozenset[str]) -> tuple[Rule, ...]:
 
 def _rules_for(stmt: Statement, file: str, dispatch: dict[str, tuple[Rule, ...]]) -> tuple[Rule, ...]:
     if stmt.kind == "AlterTableStmt":
-        cmds = stmt.node.get("cmds", ())
-        return _alter_rules(file, frozenset(c["AlterTableCmd"].get("subtype", "") for c in cmds
-                                            if "AlterTableCmd" in c))
+        return _alter_rules(file, frozenset(cmd.get("subtype", "") for cmd in alter_cmds(stmt.node)))
     return dispatch.get(stmt.kind) or dispatch[ANY_STATEMENT]
 
 

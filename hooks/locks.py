@@ -15,7 +15,7 @@ from typing import Any
 
 from lockgate.hooks.records import Record
 from lockgate.hooks.rules.context import name_key, relation_key
-from lockgate.hooks.sqlmodel import Node, Statement, def_options, qualified_names, walk_nodes
+from lockgate.hooks.sqlmodel import Node, Statement, alter_table_cmds, def_options, qualified_names, walk_nodes
 
 ACCESS_SHARE = "ACCESS SHARE"
 ROW_SHARE = "ROW SHARE"
@@ -366,8 +366,7 @@ def _partition(out: _Claims, table: str, subtype: str, cmd: Node, pg_version: in
 
 def _alter_table(out: _Claims, node: Node, pg_version: int, column_types: Mapping[tuple[str, str], SqlType]) -> None:
     table = relation_key(node.get("relation", {}))
-    for item in node.get("cmds", []):
-        cmd: Node = item.get("AlterTableCmd", {})
+    for cmd in alter_table_cmds(node):
         subtype = cmd.get("subtype", "")
         definition = cmd.get("def", {})
         if subtype == "AT_AddColumn":

@@ -15,7 +15,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
 
 from lockgate.hooks.rules.context import name_key, relation_key
-from lockgate.hooks.sqlmodel import Node, SqlFile, Statement, qualified_names, walk_nodes
+from lockgate.hooks.sqlmodel import Node, SqlFile, Statement, alter_table_cmds, qualified_names, walk_nodes
 
 # PostgreSQL's NAMEDATALEN: identifiers hold at most 63 bytes.
 NAMEDATALEN = 64
@@ -369,8 +369,7 @@ class SchemaModel:
             return
         table = relation_key(node.get("relation", {}))
         known = self.tables.get(table)
-        for item in node.get("cmds", []):
-            cmd = item.get("AlterTableCmd", {})
+        for cmd in alter_table_cmds(node):
             subtype = cmd.get("subtype")
             definition = cmd.get("def", {})
             name = cmd.get("name", "")

@@ -7,7 +7,7 @@ linter uses the same answer to know whether the file's statements share a transa
 
 from __future__ import annotations
 
-from lockgate.hooks.sqlmodel import SqlFile, Statement, def_options
+from lockgate.hooks.sqlmodel import SqlFile, Statement, alter_table_cmds, def_options
 
 _ALWAYS = {"CreatedbStmt", "DropdbStmt", "CreateTableSpaceStmt", "DropTableSpaceStmt", "AlterSystemStmt"}
 
@@ -30,9 +30,8 @@ def cannot_run_in_transaction(stmt: Statement, pg_version: int) -> bool:
         return pg_version < 12 and "newVal" in node and not node.get("oldVal")
     if kind == "AlterTableStmt":
         return any(
-            cmd.get("AlterTableCmd", {}).get("subtype") == "AT_DetachPartition"
-            and cmd["AlterTableCmd"].get("def", {}).get("PartitionCmd", {}).get("concurrent")
-            for cmd in node.get("cmds", [])
+            cmd.get("subtype") == "AT_DetachPartition" and cmd.get("def", {}).get("PartitionCmd", {}).get("concurrent")
+            for cmd in alter_table_cmds(node)
         )
     if kind == "CreateSubscriptionStmt":
         return "create_slot=false" not in stmt.text.replace(" ", "").lower()

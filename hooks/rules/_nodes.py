@@ -12,7 +12,7 @@ from functools import wraps
 from typing import Any, ParamSpec, TypeVar, cast
 
 from lockgate.hooks.rules.context import Context, name_key, relation_key
-from lockgate.hooks.sqlmodel import Node, Statement, qualified_names, walk_nodes
+from lockgate.hooks.sqlmodel import Node, Statement, alter_table_cmds, qualified_names, walk_nodes
 
 # Columns whose names say they hold a key: `id`, `customer_id`, `uuid`, `order_uuid`.
 _KEY_NAME = re.compile(r"^(?:.+_)?(?:id|uuid)$")
@@ -62,10 +62,8 @@ def existing_table(stmt: Statement, ctx: Context) -> str | None:
     return None if ctx.is_new(relation) else relation_key(relation)
 
 
-@per_statement
-def alter_cmds(node: Node) -> tuple[Node, ...]:
-    """The AlterTableCmd bodies of an ALTER TABLE."""
-    return tuple(item["AlterTableCmd"] for item in node.get("cmds", ()) if "AlterTableCmd" in item)
+# The AlterTableCmd bodies of an ALTER TABLE, kept for the statement the rules ask of in turn.
+alter_cmds = per_statement(alter_table_cmds)
 
 
 def base_type(type_name: Node) -> str:

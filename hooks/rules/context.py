@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lockgate.hooks.sqlmodel import Node, SqlFile, Statement, qualified_names
+from lockgate.hooks.sqlmodel import Node, SqlFile, Statement, alter_table_cmds, qualified_names
 
 if TYPE_CHECKING:
     from lockgate.hooks.schemamodel import SchemaView
@@ -213,8 +213,7 @@ class Context:
 
     def _after_AlterTableStmt(self, node: Node) -> None:
         table = relation_key(node.get("relation", {}))
-        # Not _nodes.alter_cmds: _nodes imports this module, and an import per ALTER TABLE is dear.
-        for cmd in (item["AlterTableCmd"] for item in node.get("cmds", ()) if "AlterTableCmd" in item):
+        for cmd in alter_table_cmds(node):
             subtype = cmd.get("subtype")
             definition = cmd.get("def", {})
             if subtype == "AT_AddColumn":
