@@ -30,7 +30,7 @@ from psycopg.pq import TransactionStatus
 from lockgate.controller import db, faultpoints, lifecycle, snapshot, validation
 from lockgate.controller.applier import ApplierLock
 from lockgate.controller.config import Settings
-from lockgate.controller.ledger import Event, Ledger, LedgerEntry
+from lockgate.controller.ledger import Event, Ledger, LedgerEntry, LedgerRecord
 from lockgate.controller.lifecycle import Move, State
 from lockgate.controller.outcome import GateResult, Outcome, RunResult
 from lockgate.controller.runcontext import RunContext
@@ -40,7 +40,7 @@ from lockgate.controller.steps import Step, is_atomic, split
 from lockgate.controller.undo import Undoer
 from lockgate.hooks.errors import InputError, Problem, UsageError
 from lockgate.hooks.migrationset import KINDS, Migration, MigrationSet
-from lockgate.hooks.sqlmodel import Statement, parse_sql
+from lockgate.hooks.sqlmodel import SqlFile, Statement, parse_sql
 
 
 class Blocked(Exception):
@@ -109,21 +109,6 @@ def _edited(entry: LedgerEntry, migration: Migration) -> list[Problem]:
     return problems
 
 
-def check_files(migrations: list[Migration], pg_version: int) -> None:
-    """Every parse and structure error of these migrations' files, raised together."""
-    problems: list[Problem] = []
-    for migration in migrations:
-        for kind in KINDS:
-            try:
-                sql = migration.files[kind].sql
-                if kind != "validate":
-                    split(sql, pg_version=pg_version)
-            except InputError as exc:
-                problems.extend(exc.problems)
-    if problems:
-        raise InputError(problems)
-
-
 class Engine:
     """Applies and rolls back migrations on one database; one applier at a time.
 
@@ -187,7 +172,17 @@ class Engine:
 
     def check(self, migrations: list[Migration]) -> None:
         """Every parse and structure error of these migrations' files, raised together."""
-        check_files(migrations, self.pg_version)
+        problems: list[Problem] = []
+        for migration in migrations:
+            for kind in KINDS:
+                try:
+                    sql = migration.files[kind].sql
+                    if kind != "validate":
+                        split(sql, pg_version=self.pg_version)
+                except InputError as exc:
+                    problems.extend(exc.problems)
+        if problems:
+            raise InputError(problems)
 
     def apply(self, migration: Migration, *, commit: str | None = None, retry: bool = False) -> RunResult:
         """Apply one migration as the lifecycle says: run, resume, finish a rollback a crashed run
@@ -263,9 +258,17 @@ class Engine:
             raise InputError(_edited(entry, migration))
         if move is Move.FINISH_ROLLBACK:
             assert entry is not None
+            # What approved this run linted the branch's down: only when that is the down the rollback
+            # runs (the ledger's) does it pass the guards of a rollback.
+            if entry.down_checksum != migration.down.checksum:
+                raise Blocked(
+                    f"{migration.version}: a rollback of it was cut short, and {migration.down.path} is not the "
+                    "down that rollback runs (the one applied); restore that file, or remove the migration "
+                    "again so its rollback finishes as a revert's"
+                )
             # A rollback cut short ends first; then the migration goes on as its new state says (a
             # revert's rollback finished under a re-land runs again, from a clean schema).
-            undone = self.undo.resume(ctx, migration, entry)
+            undone = self._finish_rollback(entry, commit, migration.validate.path)
             entry = self.ledger.get(migration.version)
             if lifecycle.next_move(lifecycle.state_of(entry, migration)) is not Move.RUN:
                 return undone
@@ -372,22 +375,38 @@ class Engine:
         if entry is None or move is Move.SKIP:
             raise Blocked(f"{version} is not applied ({entry.status if entry else 'not in the ledger'}); "
                           "nothing to roll back")
-        if hashlib.sha256(entry.down_sql.encode()).hexdigest() != entry.down_checksum:
-            raise Blocked(f"{version}: the down text in the ledger does not match its checksum; refusing to run it")
-        # The up file's timeout directive governs its rollback too: read it from the applied text.
-        up = parse_sql(Path(f"{version}_{entry.name}.up.sql"), entry.up_sql)
-        ctx = RunContext.begin(version, entry.name, commit=commit, timeout=up.timeout)
-        down = parse_sql(Path(f"{version}_{entry.name}.down.sql"), entry.down_sql)
         baseline = Baseline.model_validate(entry.baseline)
         rows_before = snapshot.rows_of(self.conn, baseline)
         if move is Move.RUN:
+            ctx, down = self._stored_rollback(entry, commit)
             self.ledger.undo_started(version, error=None, validation=None, commit=commit)
-            failure = None
+            result = self.undo.roll_back(ctx, down, baseline, None, [], None)
         else:
-            self.ledger.event(version, Event.ROLLBACK_RESUMED, {"undo_steps_done": entry.undo_steps_done}, commit)
-            failure = entry.error  # the failed run's, when its files were removed while it rolled back
-        result = self.undo.roll_back(ctx, down, baseline, failure, [], None, done=entry.undo_steps_done or 0)
+            result = self._finish_rollback(entry, commit, None)
         return result.model_copy(update={"rows_before": rows_before})
+
+    def _finish_rollback(self, entry: LedgerRecord, commit: str | None, validate: Path | None) -> RunResult:
+        """Go on with a rollback a run began and did not end (`undoing`: a failed run's, or a revert's),
+        from the first down step it did not commit. `validate`, the migration's validate file when the
+        branch still has it, is where a failed gate that made the run roll back is reported."""
+        ctx, down = self._stored_rollback(entry, commit)
+        self.ledger.event(entry.version, Event.ROLLBACK_RESUMED, {"undo_steps_done": entry.undo_steps_done}, commit)
+        gates = entry.validation or []
+        failed = validation.failures(gates)
+        where = f"{validate}:{failed[0].line}:1" if failed and validate is not None else None
+        return self.undo.roll_back(ctx, down, Baseline.model_validate(entry.baseline), entry.error, gates, where,
+                                   done=entry.undo_steps_done or 0)
+
+    def _stored_rollback(self, entry: LedgerRecord, commit: str | None) -> tuple[RunContext, SqlFile]:
+        """The rollback of `entry` as the ledger keeps it, whichever path starts or finishes it: its down,
+        refused when the text no longer matches its checksum, and a run context with the timeout directive
+        of the applied up, which governs its rollback too."""
+        if hashlib.sha256(entry.down_sql.encode()).hexdigest() != entry.down_checksum:
+            raise Blocked(f"{entry.version}: the down text in the ledger does not match its checksum; "
+                          "refusing to run it")
+        up = parse_sql(Path(f"{entry.version}_{entry.name}.up.sql"), entry.up_sql)
+        ctx = RunContext.begin(entry.version, entry.name, commit=commit, timeout=up.timeout)
+        return ctx, parse_sql(Path(f"{entry.version}_{entry.name}.down.sql"), entry.down_sql)
 
 
 def _step_of(stmt: Statement | None, steps: list[Step]) -> str:

@@ -15,16 +15,15 @@ from typing import NamedTuple
 
 import psycopg
 
-from lockgate.controller import snapshot, validation
+from lockgate.controller import snapshot
 from lockgate.controller.config import Settings
-from lockgate.controller.ledger import Event, Ledger, LedgerRecord
+from lockgate.controller.ledger import Ledger
 from lockgate.controller.outcome import GateResult, Outcome, RunResult
 from lockgate.controller.runcontext import RunContext
 from lockgate.controller.snapshot import Baseline
 from lockgate.controller.stepper import StepFailed, StepRunner
 from lockgate.controller.steps import split
-from lockgate.hooks.migrationset import Migration
-from lockgate.hooks.sqlmodel import SqlFile, parse_sql
+from lockgate.hooks.sqlmodel import SqlFile
 
 
 class Undone(NamedTuple):
@@ -59,18 +58,6 @@ class Undoer:
         return ctx.result(
             undone.status, reason=detail, baseline=baseline, gates=gates, where=undone.where or where,
             schema_restored=undone.restored, rows_after=snapshot.rows_of(self.conn, baseline),
-        )
-
-    def resume(self, ctx: RunContext, migration: Migration, entry: LedgerRecord) -> RunResult:
-        """Go on with the rollback a crashed run began, from the first down step it did not commit."""
-        assert entry.baseline is not None and entry.undo_steps_done is not None
-        self.ledger.event(ctx.version, Event.ROLLBACK_RESUMED, {"undo_steps_done": entry.undo_steps_done}, ctx.commit)
-        gates = entry.validation or []
-        failed = validation.failures(gates)
-        where = f"{migration.validate.path}:{failed[0].line}:1" if failed else None
-        return self.roll_back(
-            ctx, parse_sql(migration.down.path, entry.down_sql), Baseline.model_validate(entry.baseline),
-            entry.error, gates, where, done=entry.undo_steps_done,
         )
 
     def _undo(self, ctx: RunContext, down: SqlFile, baseline: Baseline, *, done: int) -> Undone:

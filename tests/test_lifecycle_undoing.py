@@ -10,9 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import psycopg
+import pytest
 from clirun import lockgate
 
 from lockgate.controller import config, plan
+from lockgate.controller.engine import Blocked
 from lockgate.controller.faultpoints import ENV as KILL_AT
 from lockgate.hooks import migrationset
 from tests.gitrepos import Clone, Origin
@@ -78,3 +80,30 @@ def test_an_interrupted_revert_rollback_is_finished_by_the_next_pass(
     assert columns(conn, "items") == ["id", "qty"]
     assert ledger(conn)[V2] == ("rolled_back", merge, None)
     assert note_outcomes(origin, tmp_path, revert) == {V2: "rolled_back"}
+
+
+def test_a_reland_refuses_to_finish_a_rollback_whose_down_is_not_the_one_approved(
+    origin: Origin, dev: Clone, settings: config.Settings, conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    """Finishing a rollback from the apply side passes a rollback's guards: the down it runs (the
+    ledger's) must still match its checksum and be the one the run's approval linted."""
+    _, revert = _revert_cut_short(origin, dev, settings, tmp_path)
+    dev.revert(revert)
+    # The re-land brings a different down than the one the cut-short rollback was running.
+    new_down = TWO_COLUMNS["down"] + "-- the down as the re-land has it\n"
+    dev.add_migration(V2, "two_columns", **{**TWO_COLUMNS, "down": new_down}, message="new down")
+    dev.push()
+
+    with pytest.raises(Blocked, match="is not the down that rollback runs"):
+        run_sync(settings)
+    assert columns(conn, "items") == ["id", "qty", "a"]  # nothing more ran
+    assert ledger(conn)[V2][0] == "undoing"
+    # A down text in the ledger that no longer matches its checksum is refused the same way as on a revert.
+    dev.git("revert", "--no-edit", "HEAD")
+    dev.push()
+    conn.execute("UPDATE lockgate.migrations SET down_sql = 'DROP TABLE items;' WHERE version = %s", (V2,))
+
+    with pytest.raises(Blocked, match="does not match its checksum"):
+        run_sync(settings)
+    assert columns(conn, "items") == ["id", "qty", "a"]
+    assert ledger(conn)[V2][0] == "undoing"
