@@ -24,6 +24,7 @@ from lockgate.hooks.errors import UsageError
 if TYPE_CHECKING:  # a status without a database or fleet pays for neither psycopg nor YAML
     from lockgate.controller.fleet.config import Fleet
     from lockgate.controller.fleet.states import TargetStates
+    from lockgate.hooks.migrationset import Migration
 
 LEDGER_FIELDS = ("status", "commit_sha", "finished_at", "error")
 
@@ -115,17 +116,15 @@ def render_json(
     return json.dumps(shown, indent=2)
 
 
-def fleet_states(
-    settings: config.Settings, fleet: Fleet | None, source: Source, commit: CommitRef, note: StatusNote | None,
-) -> list[TargetStates] | None:
-    """With a fleet, each target's state of the note's migrations (their files as at `commit`)."""
+def fleet_files(
+    fleet: Fleet | None, source: Source, commit: CommitRef, note: StatusNote | None,
+) -> dict[str, Migration | None] | None:
+    """With a fleet, the files of the note's migrations as at `commit`, to read each target's state of them."""
     if fleet is None or note is None:
         return None
-    from lockgate.controller.fleet import states
-
     with source.migrations_at(commit.sha, require_triples=False) as tree:
         files = tree.migrations.by_version()
-    return states.read(settings, fleet.targets, {m.version: files.get(m.version) for m in note.migrations})
+    return {m.version: files.get(m.version) for m in note.migrations}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -148,9 +147,15 @@ def run(args: argparse.Namespace) -> int:
                     print(f"lockgate status: showing the cached state: {exc}", file=sys.stderr)
             commit = source.commit(args.rev or source.branch_ref)
             note = notes.read(commit.sha)
-            targets = fleet_states(settings, fleet, source, commit, note)
+            files = fleet_files(fleet, source, commit, note)
     except (SourceError, CacheBusy, ValueError) as exc:
         raise UsageError(str(exc)) from None
+    targets = None
+    if fleet is not None and files is not None:
+        from lockgate.controller.fleet import states
+
+        # Read once the repository cache is let go: slow or unreachable databases must not keep a sync waiting.
+        targets = states.read(settings, fleet.targets, files)
     ledger = None
     if settings.dsn is not None and note is not None:
         ledger = ledger_rows(settings, [m.version for m in note.migrations])
