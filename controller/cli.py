@@ -136,9 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         args = parser.parse_args(argv)
         if args.version:
-            from importlib.metadata import version
+            from lockgate.hooks.version import lockgate_version
 
-            print(f"lockgate {version('lockgate')}")
+            print(f"lockgate {lockgate_version()}")
             return EXIT_OK
         if not hasattr(args, "run"):
             parser.print_help()

@@ -21,14 +21,14 @@ import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cache, partial
-from importlib.metadata import version
+from functools import partial
 
 import psycopg
 from psycopg import sql
 
 from lockgate.controller import gitauth
 from lockgate.controller.config import Settings
+from lockgate.hooks.version import lockgate_version
 
 CHECKERS = 8  # a fleet's ledgers asked at once by the no-op check
 
@@ -54,14 +54,9 @@ def settings_key(settings: Settings) -> str:
     return json.dumps(decisive, sort_keys=True)
 
 
-@cache
-def _running_version() -> str:
-    return version("lockgate")  # a metadata search of sys.path: once, not once per fleet target
-
-
 def fingerprint(seen: Seen, settings: Settings, ledger: str | None, lockgate: str | None = None) -> str:
     """What a pass saw, as one hash; `lockgate` is the running version unless given."""
-    parts = [seen.head, seen.notes, settings_key(settings), lockgate or _running_version(), ledger]
+    parts = [seen.head, seen.notes, settings_key(settings), lockgate or lockgate_version(), ledger]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 

@@ -11,13 +11,13 @@ import logging
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from importlib.metadata import version as package_version
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import quote, urlsplit
 
 from lockgate.controller.outcome import Outcome
 from lockgate.controller.redact import Redactor
 from lockgate.controller.status import SUMMARY_PREFIX, MigrationRecord, summary_line
+from lockgate.hooks.version import lockgate_version
 
 if TYPE_CHECKING:
     from lockgate.controller.config import Settings
@@ -93,7 +93,7 @@ class Forge(Protocol):
 
 
 def _user_agent() -> str:
-    return f"lockgate/{package_version('lockgate')}"
+    return f"lockgate/{lockgate_version()}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,6 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from importlib.metadata import version as package_version
 from typing import Literal
 
 import git
@@ -26,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lockgate.controller.outcome import GateResult, Outcome
 from lockgate.controller.source import REMOTE, Source, SourceError, ref_exists
+from lockgate.hooks.version import lockgate_version
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,6 @@ _NOTES_IDENTITY = {
     "GIT_COMMITTER_NAME": "lockgate",
     "GIT_COMMITTER_EMAIL": "lockgate@localhost",
 }
-
-def controller_version() -> str:
-    return package_version("lockgate")
-
 
 class TargetRecord(BaseModel):
     """One fleet target's part in a migration's outcome."""
@@ -70,7 +66,7 @@ class MigrationRecord(BaseModel):
     rows_before: dict[str, int] = Field(default_factory=dict)
     rows_after: dict[str, int] = Field(default_factory=dict)
     validation: list[GateResult] = Field(default_factory=list)
-    controller_version: str = Field(default_factory=controller_version)
+    controller_version: str = Field(default_factory=lockgate_version)
     targets: list[TargetRecord] = Field(default_factory=list)
 
     @property

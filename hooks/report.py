@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lockgate.hooks.rules.base import Finding, Severity
+from lockgate.hooks.version import lockgate_version
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_VERSION = "2.1.0"
@@ -70,13 +71,6 @@ def _sarif_rules() -> list[dict[str, Any]]:
     return [descriptor(info) for info in rule_infos()]
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("lockgate")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 def sarif_log(findings: Sequence[Finding], root: Path | None = None) -> dict[str, Any]:
@@ -100,7 +94,7 @@ def sarif_log(findings: Sequence[Finding], root: Path | None = None) -> dict[str
     ]
     driver = {
         "name": "lockgate",
-        "version": _version(),
+        "version": lockgate_version(),
         "rules": rules,
     }
     return {
