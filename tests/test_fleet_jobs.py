@@ -22,6 +22,7 @@ import pytest
 import yaml
 from kmock import KubernetesEmulator
 from kubernetes.client import ApiClient, Configuration
+from psycopg import conninfo
 
 from lockgate.controller import config, fastpath
 from lockgate.controller.fleet import config as fleet_config
@@ -29,6 +30,7 @@ from lockgate.controller.fleet import jobs
 from lockgate.controller.kube import API_PERMISSIONS, ClusterEventRecorder, Pod, Reason
 from lockgate.controller.status import parse
 from tests.clirun import LOCKGATE, lockgate
+from tests.conftest import Server
 from tests.gitrepos import Clone, Origin
 from tests.syncsetup import (
     NOTE,
@@ -261,6 +263,36 @@ async def test_a_failed_index_halts_the_fleet_and_the_note_names_the_target(
             assert ledger(conn)[V3][0] == "applied"
     assert notes_seen_from_a_fresh_clone(origin, tmp_path, merge).startswith(
         f"lockgate: {V3}_positive_qty applied on 4/4 targets\n")
+
+
+@pytest.mark.asyncio
+async def test_an_unreachable_target_fails_on_its_own_and_the_others_go_on(
+    kmock: KubernetesEmulator, controller: JobController, origin: Origin, dev: Clone, tenants: dict[str, str],
+    tmp_path: Path, pg_server: Server,
+) -> None:
+    path = kubernetes_fleet(tmp_path, tenants, {"parallel": 3})
+    fleet = yaml.safe_load(path.read_text())
+    gone = conninfo.make_conninfo(pg_server.admin_dsn, dbname=f"lockgate_fleet_{os.getpid()}_gone")
+    fleet["waves"][1]["targets"].append({"name": "tenant-gone", "dsn": gone})
+    path.write_text(yaml.safe_dump(fleet, sort_keys=False))
+    merge = merged(dev, "note", V2, "add_note", NOTE)
+
+    code, lines = await controller.coordinate(path)
+
+    assert code == 1, lines + controller.output  # as the local executor: a failed target, not bad input
+    assert not any("Traceback" in text for text in lines + controller.output), lines + controller.output
+    rest = created(kmock)[-1]["metadata"]["name"]
+    assert [(index, exit_code) for job, index, exit_code in controller.pods if job == rest] == [
+        (0, 0), (1, 0), (2, 0), (3, 1)]
+    for dsn in tenants.values():
+        with on(dsn) as conn:
+            assert ledger(conn)[V2] == ("applied", merge, None)
+    summary = notes_seen_from_a_fresh_clone(origin, tmp_path, merge).splitlines()[0]
+    assert summary.startswith(
+        f"lockgate: {V2}_add_note applied on 4/5 targets: failed on tenant-gone (cannot connect to the database: "
+    ), summary
+    assert summary.endswith(")"), summary  # the reason is one line
+    assert lines[-1].endswith(": 4/5 targets in sync"), lines
 
 
 @pytest.mark.asyncio

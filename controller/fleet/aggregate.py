@@ -41,7 +41,7 @@ def _part(target: TargetPass, sha: str, version: str, at_head: bool) -> TargetRe
     mine = next((r for c, r in target.noted if c.sha == sha and r.version == version), None)
     if mine is not None:
         return TargetRecord(name=target.name, outcome=mine.outcome, reason=mine.reason, duration_s=mine.duration_s)
-    if target.error:
+    if target.error and target.state != "not_started":  # one its wave never reached is not started, reachable or not
         return TargetRecord(name=target.name, outcome=Outcome.FAILED, reason=target.error)
     entry = target.entries.get(version)
     from_ledger = ledger_outcome(entry, at_head) if entry is not None else None

@@ -18,12 +18,14 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
+from functools import partial
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
+import psycopg
 from psycopg import sql
 
-from lockgate.controller import db, kube, sync
+from lockgate.controller import kube, sync
 from lockgate.controller.config import Settings
 from lockgate.controller.fleet import jobspec, refusals, settled
 from lockgate.controller.fleet.config import Fleet
@@ -97,13 +99,12 @@ class WaveJobs:
                              status.failed_indexes if status else None, ended)
 
 
-def human_acts(settings: Settings, dsn: str) -> int:
+def human_acts(conn: psycopg.Connection, settings: Settings) -> int:
     """How many times a human retried or resolved a migration on this target (0 without a ledger)."""
-    with db.connect(dsn, application_name="lockgate fleet") as conn:
-        if not Ledger(conn, settings.ledger_schema).exists():
-            return 0
-        row = conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE event = ANY(%s)").format(
-            sql.Identifier(settings.ledger_schema, "events")), (_HUMAN,)).fetchone()
+    if not Ledger(conn, settings.ledger_schema).exists():
+        return 0
+    row = conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE event = ANY(%s)").format(
+        sql.Identifier(settings.ledger_schema, "events")), (_HUMAN,)).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -124,7 +125,9 @@ def run(
         for wave in order(fleet.waves, reverse=reverse):
             if stop.is_set():
                 break
-            generation = sum(human_acts(settings, fleet_pass.dsns[t.name]) for t in wave.targets)
+            # An unreachable target counts none: its pod fails on its own, and the note names it.
+            acts = partial(human_acts, settings=settings)
+            generation = sum(fleet_pass.read(t.name, acts, 0) for t in wave.targets)
             name = jobspec.job_name(wave, head, reverse=reverse, generation=generation)
             args = jobspec.worker_args(fleet_file, wave, head, reverse=reverse)
             verdict = jobs.run(jobspec.manifest(name, wave, fleet.kubernetes, args, fleet_file), stop)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import partial
+from typing import TypeVar
 
+import psycopg
 from psycopg import sql
 
 from lockgate.controller import db, fastpath, kube, lifecycle, sync
@@ -28,6 +30,10 @@ from lockgate.controller.ledger import ApplierBusy, Ledger, LedgerEntry
 from lockgate.controller.source import CommitRef, held_cache
 from lockgate.controller.status import MigrationRecord, StatusNote, summary_line
 from lockgate.hooks.errors import UsageError
+
+T = TypeVar("T")
+# What a target's pod left for the coordinator: its ledger rows, and its refusals by commit sha.
+PodLeft = tuple[dict[str, LedgerEntry], list[tuple[str, MigrationRecord]]]
 
 
 class Collector:
@@ -55,21 +61,20 @@ class Collector:
         return {}
 
 
-def ledger_entries(settings: Settings, dsn: str) -> dict[str, LedgerEntry]:
-    with db.connect(dsn, application_name="lockgate fleet") as conn:
-        ledger = Ledger(conn, settings.ledger_schema)
-        return ledger.entries() if ledger.exists() else {}
+def ledger_entries(conn: psycopg.Connection, settings: Settings) -> dict[str, LedgerEntry]:
+    """The target's ledger rows by version (none before its first pass)."""
+    ledger = Ledger(conn, settings.ledger_schema)
+    return ledger.entries() if ledger.exists() else {}
 
 
-def backfilled(settings: Settings, dsn: str, since: float) -> tuple[int, int]:
+def backfilled(conn: psycopg.Connection, settings: Settings, since: float) -> tuple[int, int]:
     """(batches, rows) the target's backfills ran since the epoch second `since`."""
-    with db.connect(dsn, application_name="lockgate fleet") as conn:
-        if not Ledger(conn, settings.ledger_schema).exists():
-            return 0, 0
-        row = conn.execute(sql.SQL(
-            "SELECT coalesce(sum((detail->>'batches')::bigint), 0), coalesce(sum((detail->>'rows')::bigint), 0) "
-            "FROM {} WHERE event = 'batches' AND at >= to_timestamp(%s)"
-        ).format(sql.Identifier(settings.ledger_schema, "events")), (since,)).fetchone()
+    if not Ledger(conn, settings.ledger_schema).exists():
+        return 0, 0
+    row = conn.execute(sql.SQL(
+        "SELECT coalesce(sum((detail->>'batches')::bigint), 0), coalesce(sum((detail->>'rows')::bigint), 0) "
+        "FROM {} WHERE event = 'batches' AND at >= to_timestamp(%s)"
+    ).format(sql.Identifier(settings.ledger_schema, "events")), (since,)).fetchone()
     return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
@@ -91,17 +96,29 @@ class Pass:
 
     def rolls_back(self) -> bool:
         """Whether a revert rolls any target back: then the waves run in reverse."""
-        return any(_rolls_back(self._entries(dsn), self.present) for dsn in self.dsns.values())
+        return any(_rolls_back(self.read(name, partial(ledger_entries, settings=self.settings), {}), self.present)
+                   for name in self.dsns)
 
-    def _entries(self, dsn: str) -> dict[str, LedgerEntry]:
+    def read(self, name: str, what: Callable[[psycopg.Connection], T], default: T) -> T:
+        """`what` on a connection of its own to target `name`'s database: every read (or the
+        fingerprint's write) the pass does on a target outside its reconcile goes through here.
+        A database that cannot be reached is the target's error (it fails on its own, and the
+        others go on) and `default`."""
+        one = self.passes[name]
         try:
-            return ledger_entries(self.settings, dsn)
-        except UsageError:  # unreachable: its target fails on its own in its turn, and the others go on
-            return {}
+            with db.connect(self.dsns[name], application_name="lockgate fleet") as conn:
+                return what(conn)
+        except UsageError as exc:
+            error = self.reporter.redact(str(exc))
+            if error != one.error:
+                self.reporter.say(f"[{name}] {error}")
+            one.error = error
+            return default
 
     def reconcile(self, target: Target, *, wait: bool, stop: threading.Event) -> Ended:
         """Bring one target to the branch's head; how it ended."""
         one = self.passes[target.name]
+        one.error = ""  # a read before its turn may have failed: this attempt is the one that counts
         started = time.monotonic()
 
         def settled(engine: Engine, result: sync.SyncResult) -> None:
@@ -134,37 +151,48 @@ class Pass:
             one = self.passes[name]
             one.state = state
             if from_ledgers:
-                one.entries = ledger_entries(self.settings, self.dsns[name])
-                with db.connect(self.dsns[name], application_name="lockgate fleet") as conn:
-                    refused = refusals.read(conn, self.settings.ledger_schema)
+                one.error = ""  # an earlier read may have failed: this one says what the target's pod left
+                left: PodLeft = ({}, [])
+                one.entries, refused = self.read(name, partial(_ledger_and_refusals, settings=self.settings), left)
+                if one.error:  # unreachable: it fails on its own, as with the local executor
+                    one.state = "not_started" if state == "not_started" else "failed"
+                    continue
                 one.noted = ledger_noted(name, one.entries, refused, self.present, history, notes)
                 one.state = reached(state, one.noted, one.entries)
             elif state != "not_started" and not one.error:
-                one.entries = ledger_entries(self.settings, self.dsns[name])
+                one.entries = self.read(name, partial(ledger_entries, settings=self.settings), {})
         targets = [self.passes[t.name] for t in self.fleet.targets]
         result = _report(self.reporter, targets, self.present)
         self.reporter.flush()
         for one in targets:
-            if one.error:  # the pass never had it (unreachable, another applier): nothing to record
-                continue
-            with db.connect(self.dsns[one.name], application_name="lockgate sync") as conn:
-                if not Ledger(conn, self.settings.ledger_schema).exists():
-                    continue  # never reached: no ledger, so no fingerprint to set or clear
-                if from_ledgers and one.state == "in_sync":
-                    # As its pod read it under the applier lock: a write since must not pass for the pod's.
-                    one.in_sync_ledger = settled.read(conn, self.settings.ledger_schema, history.head.sha)
-                seen = self.reporter.seen(history.head.sha, one.in_sync_ledger is not None)
-                fastpath.record(conn, self.settings, seen, one.in_sync_ledger)
+            if not one.error:  # else the pass never had it (unreachable, another applier): nothing to record
+                self.read(one.name, partial(self._fingerprint, one, from_ledgers=from_ledgers), None)
         if self.settings.metrics_push_url:
             metrics.push(self.settings.metrics_push_url, [
                 metrics.TargetMetrics(t.name, t.state, t.duration_s, *(
-                    backfilled(self.settings, self.dsns[t.name], self.began)
+                    self.read(t.name, partial(backfilled, settings=self.settings, since=self.began), (0, 0))
                     if t.state != "not_started" and not t.error else (0, 0)))
                 for t in targets
             ])
         in_sync = sum(t.state == "in_sync" for t in targets)
         self.reporter.say(f"fleet at {history.head.short}: {in_sync}/{len(targets)} targets in sync")
         return result
+
+    def _fingerprint(self, one: TargetPass, conn: psycopg.Connection, *, from_ledgers: bool) -> None:
+        """Set (or clear) the target's no-op fingerprint after the pass."""
+        if not Ledger(conn, self.settings.ledger_schema).exists():
+            return  # never reached: no ledger, so no fingerprint to set or clear
+        head = self.branch.history.head.sha
+        if from_ledgers and one.state == "in_sync":
+            # As its pod read it under the applier lock: a write since must not pass for the pod's.
+            one.in_sync_ledger = settled.read(conn, self.settings.ledger_schema, head)
+        seen = self.reporter.seen(head, one.in_sync_ledger is not None)
+        fastpath.record(conn, self.settings, seen, one.in_sync_ledger)
+
+
+def _ledger_and_refusals(conn: psycopg.Connection, settings: Settings) -> PodLeft:
+    """What a target's pod left: its ledger rows and the refusals it recorded beside them."""
+    return ledger_entries(conn, settings), refusals.read(conn, settings.ledger_schema)
 
 
 @contextmanager
