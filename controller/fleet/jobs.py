@@ -1,9 +1,10 @@
 """`executor: kubernetes`: Kubernetes runs the targets, one Indexed Job per wave.
 
-The coordinator (the sync pod) reads and approves the branch once, then for each wave in order
-creates the wave's Job (see jobspec.py) and waits on its status. Each index's pod reconciles its
-one target at the approved head and writes no note; when the waves are done the coordinator
-reads each target's ledger back and writes the one note per commit, as the local executor does.
+The coordinator (the sync pod) reads the branch once, then for each wave in order creates the
+wave's Job (see jobspec.py) and waits on its status. Each index's pod approves that head itself,
+with the same checks (lint, signatures), reconciles its one target at it and writes no note; when
+the waves are done the coordinator reads each target's ledger back (a target it cannot reach
+fails on its own) and writes the one note per commit, as the local executor does.
 A wave starts only when every target of the previous one completed. A refusal leaves no ledger
 row, so the pod records its refusals beside the ledger (refusals.py) for the coordinator, and
 the ledger state it left its target in sync with (settled.py), for the no-op fingerprint.

@@ -3,9 +3,10 @@ each target.
 
 One Indexed Job per wave, one index per target: index i runs the wave's i-th target (in the
 order the wave runs, see scheduler.order) in a pod of its own, `lockgate sync --fleet FILE
---wave NAME --at SHA`, pinned to the head the coordinator read and approved. `parallelism` is
-the wave's `parallel`; `backoffLimitPerIndex: 0`, since a failed migration waits for a human and
-a second try would only repeat it; `maxFailedIndexes` is `max_failures - 1`, because Kubernetes
+--wave NAME --at SHA`, pinned to the head the coordinator read; the pod approves that head
+itself, with the same checks (lint, signatures). `parallelism` is the wave's `parallel`;
+`backoffLimitPerIndex: 0`, since a failed migration waits for a human and a second try would
+only repeat it; `maxFailedIndexes` is `max_failures - 1`, because Kubernetes
 fails the Job once the failed indexes *exceed* it: so the wave halts after `max_failures` failed
 targets, as the local executor does, except that pods still running are stopped (SIGTERM: they
 finish their batch and stop resumably) rather than left to finish.
@@ -29,7 +30,10 @@ NAME_LIMIT = 52
 TMP_DIR = "/tmp"
 CACHE_DIR = "/var/cache/lockgate"
 SSH_DIR = "/etc/lockgate/ssh"
-# A run stopped here resumes on the next one, as with the CronJob's own deadline.
+# Past this the Job ends Failed and its running pods are stopped (SIGTERM: resumably), but the
+# wave does not resume on the next run: a coordinator at the same head meets the ended Job of
+# the same name and only reads it, until a new head, a human's retry/resolve (see job_name) or
+# the Job's deletion after TTL_AFTER_FINISHED_S lets it create another.
 ACTIVE_DEADLINE_S = 7200
 # A finished Job is kept a day: a coordinator started meanwhile at the same head reads it.
 TTL_AFTER_FINISHED_S = 86400
