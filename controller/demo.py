@@ -364,7 +364,7 @@ class Demo:
         n.shown('git commit -m "Add the customer tier"', committed,
                 [line for line in committed.output.splitlines() if "Passed" in line])
         expect(committed.code == 0, f"the fixed commit was refused: {committed.output.strip()}")
-        merge = self.merge("customer-tier")
+        merge = w.merge("customer-tier", n)
         synced = w.sync()
         n.shown("lockgate sync", synced)
         expect(synced.code == 0 and all(synced.has(f"{m} applied") for m in TIER),
@@ -379,9 +379,6 @@ class Demo:
         ))
         return merge
 
-    def merge(self, branch: str) -> str:
-        return self.w.merge(branch, self.n)
-
     def failing_migration_rolled_back(self) -> None:
         w, n = self.w, self.n
         n.step("A migration whose validation fails is rolled back automatically")
@@ -391,7 +388,7 @@ class Demo:
         w.hash()
         committed = w.commit("Add the order status")
         expect(committed.code == 0, f"the order status commit was refused: {committed.output.strip()}")
-        self.merge("order-status")
+        w.merge("order-status", n)
         before = (w.columns("orders"), w.query(ORDERS_FINGERPRINT))
         synced = w.sync()
         n.shown("lockgate sync", synced)

@@ -26,7 +26,7 @@ from psycopg import conninfo
 
 from lockgate.controller import config, fastpath
 from lockgate.controller.fleet import config as fleet_config
-from lockgate.controller.fleet import jobs
+from lockgate.controller.fleet import jobs, jobspec
 from lockgate.controller.kube import API_PERMISSIONS, ClusterEventRecorder, Pod, Reason
 from lockgate.controller.status import parse
 from tests.clirun import LOCKGATE, lockgate
@@ -182,7 +182,7 @@ async def test_a_merge_reaches_every_target_through_one_indexed_job_per_wave(
         fleet_mount = next(m for m in container["volumeMounts"] if m["name"] == "fleet")
         assert fleet_mount["mountPath"] == str(path.parent)
         name = job["metadata"]["name"]
-        assert len(name) <= 52 and DNS_LABEL.match(name) and merge[:12] in name and wave in name
+        assert len(name) <= jobspec.NAME_LIMIT and DNS_LABEL.match(name) and merge[:12] in name and wave in name
         for version in ("1.30", kubernetes_validate.latest_version()):
             kubernetes_validate.validate({**job, "metadata": {**job["metadata"], "namespace": NAMESPACE}},
                                          version, strict=True)

@@ -16,6 +16,7 @@ follows a `lockgate resolve`. Each ends exactly where the uninterrupted run ends
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import psycopg
@@ -60,6 +61,20 @@ def _reland_reference(lab: Lab) -> Fingerprint:
     return _references["reland"]
 
 
+def _ends_as_the_reland(
+    tally: Tally, dsn: str, second: subprocess.CompletedProcess[str], reference: Fingerprint
+) -> None:
+    """`second` (the run after the kill) ended exactly as the uninterrupted re-land: same items,
+    and every row updated up, down (finished where a kill stopped it), up again: each once."""
+    differences = fingerprint(dsn, ("items",)).differences(reference)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        updates = conn.execute("SELECT n, count(*) FROM update_counts GROUP BY n").fetchall()
+    tally.record("kill points", second.returncode == 0 and not differences and updates == [(3, ITEMS)])
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert not differences, "\n".join(differences)
+    assert updates == [(3, ITEMS)]
+
+
 @pytest.mark.parametrize("point", [_param(p) for p in RELAND_POINTS])
 def test_a_reland_killed_anywhere_ends_as_an_uninterrupted_reland(lab: Lab, tally: Tally, point: str) -> None:
     reference = _reland_reference(lab)
@@ -71,14 +86,7 @@ def test_a_reland_killed_anywhere_ends_as_an_uninterrupted_reland(lab: Lab, tall
 
     second = apply(directory, dsn)
 
-    differences = fingerprint(dsn, ("items",)).differences(reference)
-    # Every row: tagged up, untagged down, tagged again by the re-land, each exactly once.
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        updates = conn.execute("SELECT n, count(*) FROM update_counts GROUP BY n").fetchall()
-    tally.record("kill points", second.returncode == 0 and not differences and updates == [(3, ITEMS)])
-    assert second.returncode == 0, second.stdout + second.stderr
-    assert not differences, "\n".join(differences)
-    assert updates == [(3, ITEMS)]
+    _ends_as_the_reland(tally, dsn, second, reference)
 
 
 @pytest.mark.parametrize("point", [_param(p) for p in REVERT_POINTS])
@@ -96,13 +104,7 @@ def test_a_reland_while_its_rollback_is_cut_short_ends_as_an_uninterrupted_relan
 
     second = apply(directory, dsn)  # the re-land, with the rollback not finished
 
-    differences = fingerprint(dsn, ("items",)).differences(reference)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        updates = conn.execute("SELECT n, count(*) FROM update_counts GROUP BY n").fetchall()
-    tally.record("kill points", second.returncode == 0 and not differences and updates == [(3, ITEMS)])
-    assert second.returncode == 0, second.stdout + second.stderr
-    assert not differences, "\n".join(differences)
-    assert updates == [(3, ITEMS)]  # up, down (finished where it stopped), up again: each once
+    _ends_as_the_reland(tally, dsn, second, reference)
 
 
 def _resolved_after_a_dirty_rollback(lab: Lab, folder: Path) -> str:
